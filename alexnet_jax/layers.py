@@ -1,0 +1,141 @@
+"""The building blocks of the two-tower network: tower layers, LRN, dropout.
+
+Activations of the towers that live on this device travel between layers as a
+tuple with one NHWC (or NC) array per local tower. With both towers on one
+device the tuple has two entries; inside the model-parallel step
+(`alexnet_jax.parallel`) each device holds one tower and the tuple has one.
+
+Every parameter carries a leading tower axis (size = local towers), so the
+same code runs in both placements and the parallel step can shard the
+parameters on that axis.
+
+Nothing here imports TensorFlow.
+"""
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Towers = tuple[Array, ...]
+
+# Section 5: "We initialized the weights in each layer from a zero-mean
+# Gaussian distribution with standard deviation 0.01."
+weight_init = nn.initializers.normal(stddev=0.01)
+
+
+def _tower_params(module: nn.Module, kernel_shape: Sequence[int], bias_value: float):
+  """Creates `kernel` (towers, *kernel_shape) and `bias` (towers, features)."""
+  kernel = module.param('kernel', weight_init, (module.local_towers, *kernel_shape))
+  bias = module.param('bias', nn.initializers.constant(bias_value),
+                      (module.local_towers, kernel_shape[-1]))
+  return kernel, bias
+
+
+class TowerConv(nn.Module):
+  """One convolution per local tower.
+
+  The towers are computed as separate convolutions rather than one grouped
+  convolution: on CPU, XLA's `feature_group_count=2` backward pass measured
+  about 8x slower (../shared/reference.md).
+
+  Attributes:
+    features: output maps of one tower.
+    kernel_size: square kernel side.
+    stride: square stride.
+    padding: ((top, bottom), (left, right)) zero padding.
+    bias_value: initial bias (section 5: 1 in conv2, conv4, conv5; else 0).
+    local_towers: towers held on this device.
+    dtype: compute dtype; parameters stay float32.
+  """
+  features: int
+  kernel_size: int
+  stride: int
+  padding: tuple[tuple[int, int], tuple[int, int]]
+  bias_value: float
+  local_towers: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, xs: Towers) -> Towers:
+    """xs: one (N, H, W, C) input per local tower -> one (N, H', W', features) output each."""
+    cin = xs[0].shape[-1]
+    kernel, bias = _tower_params(
+        self, (self.kernel_size, self.kernel_size, cin, self.features), self.bias_value)
+    return tuple(
+        jax.lax.conv_general_dilated(
+            x.astype(self.dtype), kernel[t].astype(self.dtype),
+            window_strides=(self.stride, self.stride), padding=self.padding,
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias[t].astype(self.dtype)
+        for t, x in enumerate(xs))
+
+
+class TowerDense(nn.Module):
+  """One fully connected layer per local tower; attributes as in `TowerConv`."""
+  features: int
+  bias_value: float
+  local_towers: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, xs: Towers) -> Towers:
+    """xs: one (N, D) input per local tower -> one (N, features) output each."""
+    kernel, bias = _tower_params(self, (xs[0].shape[-1], self.features), self.bias_value)
+    return tuple(x.astype(self.dtype) @ kernel[t].astype(self.dtype) + bias[t].astype(self.dtype)
+                 for t, x in enumerate(xs))
+
+
+def local_response_norm(x: Array, *, size: int = 5, k: float = 2.0, alpha: float = 1e-4,
+                        beta: float = 0.75, alpha_per_term: bool = False) -> Array:
+  """Local response normalization across channels (section 3.3).
+
+  b_i = a_i / (k + alpha * sum_{j=max(0, i-size//2)}^{min(C-1, i+size//2)} a_j^2)^beta
+
+  over the last axis of `x` (any shape (..., C)). With `alpha_per_term` the sum
+  is multiplied by alpha / size instead of alpha: the convention of
+  cuda-convnet, Caffe and PyTorch's `nn.LocalResponseNorm` (the authors' code
+  used scale 1e-4 over size 5). The default is the paper's printed formula, the
+  one `tf.nn.local_response_normalization(depth_radius=2, bias=2, alpha=1e-4,
+  beta=0.75)` computes. Computed in float32 whatever the input dtype.
+  """
+  channels = x.shape[-1]
+  idx = np.arange(channels)
+  # band[j, i] = 1 when map j lies in the window of map i: a (C, C) matmul sums
+  # the squares of the neighbours, which is cheap and differentiates fast.
+  band = jnp.asarray(np.abs(idx[:, None] - idx[None, :]) <= size // 2, jnp.float32)
+  x32 = x.astype(jnp.float32)
+  scale = alpha / size if alpha_per_term else alpha
+  denom = k + scale * jnp.matmul(x32 * x32, band, precision=jax.lax.Precision.HIGHEST)
+  return (x32 * denom ** -beta).astype(x.dtype)
+
+
+def max_pool(x: Array, window: int, stride: int) -> Array:
+  """Max-pooling of an (N, H, W, C) array, no padding (section 3.4: window 3, stride 2)."""
+  return nn.max_pool(x, (window, window), strides=(stride, stride), padding='VALID')
+
+
+def tower_dropout(x: Array, key: Array, *, rate: float, layer: int, tower: Array | int,
+                  example_ids: Array) -> Array:
+  """Inverted dropout of one tower's (N, D) activations.
+
+  The keep mask of example n is drawn from fold_in(key, layer, tower,
+  example_ids[n]), so it does not depend on how the batch or the towers are
+  spread over devices. Kept units are scaled by 1 / (1 - rate) during training,
+  which equals the paper's "multiply the outputs by 0.5 at test time"
+  (section 4.2) up to a constant factor on the layer's output.
+  """
+  if rate == 0.0:
+    return x
+  key = jax.random.fold_in(jax.random.fold_in(key, layer), tower)
+
+  def keep_mask(example_id):
+    return jax.random.bernoulli(jax.random.fold_in(key, example_id), 1.0 - rate, x.shape[1:])
+
+  keep = jax.vmap(keep_mask)(example_ids)
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}

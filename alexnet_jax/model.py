@@ -1,0 +1,239 @@
+"""The network of Krizhevsky, Sutskever & Hinton (2012), section 3 and Figure 2.
+
+Two towers ("GPU 1" and "GPU 2") hold half the kernels of every layer each.
+conv2, conv4 and conv5 read only their own tower's maps; conv3, fc6, fc7 and
+fc8 read the maps of both towers (tower 0's first). Every parameter has a
+leading tower axis:
+
+  conv kernel  (towers, kh, kw, cin, cout // towers)   bias (towers, cout // towers)
+  dense kernel (towers, din, dout // towers)           bias (towers, dout // towers)
+
+With the defaults the network has exactly 60,965,224 parameters.
+
+The same code runs with both towers on one device (`model_axis=None`: the
+cross-tower step is a concatenation) and inside `jax.shard_map` with one tower
+per device (`model_axis='model'`: the cross-tower step is an all-gather over
+that mesh axis). Nothing else differs.
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from alexnet_jax import layers
+
+# Section 3.5 and Figure 2: kernels per conv layer, both towers together.
+PAPER_CONV_FEATURES = (96, 256, 384, 384, 256)
+# Section 6.1 / footnote 2: the one-tower comparison net halves every conv
+# layer but the last, "nor the fully-connected layers which follow".
+ONE_TOWER_CONV_FEATURES = (48, 128, 192, 192, 256)
+CONV6_FEATURES = 256
+LRN_CONVENTIONS = ('paper', 'cuda_convnet')
+
+
+def conv1_padding(image_size: int, kernel: int = 11, stride: int = 4) -> int:
+  """Zero rows/columns cuda-convnet adds on the bottom/right edges of conv1's input.
+
+  cuda-convnet produces 1 + ceil((S - kernel) / stride) outputs, padding the
+  far edges as needed: 3 for the paper's 224 input (55x55 maps), 0 for Caffe's 227.
+  """
+  outputs = 1 + math.ceil((image_size - kernel) / stride)
+  return (outputs - 1) * stride + kernel - image_size
+
+
+class AlexNet(nn.Module):
+  """AlexNet with the paper's two towers and its ablation switches.
+
+  Call: `model.apply({'params': p}, images, train=False)` with images
+  (N, image_size, image_size, 3) floating point, mean-subtracted pixels, NHWC.
+  `train=True` applies dropout and needs a 'dropout' rng; `example_ids` (N,)
+  int32 are the examples' positions in the global batch (default arange(N)),
+  which key the dropout masks. Returns float32 logits (N, num_classes), tower
+  0's classes first; with `model_axis` set, only this device's tower's
+  (N, num_classes // towers) slice, which the parallel step assembles.
+  The fc7 activations (section 6.1's feature vectors) are sown as
+  intermediates 'fc7_features' (a tuple with one (N, fc_features // towers) array per local tower).
+
+  Attributes:
+    num_classes: output classes (1000 for ILSVRC).
+    towers: 2 (the paper's network) or 1 (the comparison net with half the
+      kernels in conv1-conv4, section 6.1).
+    image_size: input side in pixels (224 in the paper).
+    conv_features: kernels of conv1..conv5, both towers together; None picks
+      the paper's choice for `towers`.
+    fc_features: units of fc6 and fc7 (4096).
+    lrn: apply local response normalization after conv1 and conv2 (section 3.3).
+    lrn_convention: 'paper' (alpha times the sum) or 'cuda_convnet' (alpha / n).
+    pool_window, pool_stride: max-pooling (3, 2 = overlapping, section 3.4;
+      2, 2 = the non-overlapping comparison).
+    activation: 'relu' (section 3.1) or 'tanh'.
+    conv6: add a sixth conv layer (256 kernels 3x3, own tower) after the last
+      pooling layer, as in the nets pre-trained on ImageNet Fall 2011 (section 6).
+    dropout_rate: dropout on fc6 and fc7 (0.5, section 4.2); inverted dropout.
+    dtype: compute dtype (float32, or bfloat16 with float32 parameters).
+    model_axis: mesh axis holding one tower per device, or None.
+  """
+  num_classes: int = 1000
+  towers: int = 2
+  image_size: int = 224
+  conv_features: tuple[int, ...] | None = None
+  fc_features: int = 4096
+  lrn: bool = True
+  lrn_convention: str = 'paper'
+  pool_window: int = 3
+  pool_stride: int = 2
+  activation: str = 'relu'
+  conv6: bool = False
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+  model_axis: str | None = None
+
+  def __post_init__(self):
+    self._validate()
+    super().__post_init__()
+
+  def _validate(self):
+    def fail(message):
+      raise ValueError(f'AlexNet: {message}')
+    if self.towers not in (1, 2):
+      fail(f'towers must be 1 or 2, got {self.towers}.')
+    if not 0.0 <= self.dropout_rate < 1.0:
+      fail(f'dropout_rate must lie in [0, 1), got {self.dropout_rate}.')
+    if self.num_classes < 1:
+      fail(f'num_classes must be at least 1, got {self.num_classes}.')
+    if self.num_classes % self.towers:
+      fail(f'num_classes={self.num_classes} cannot be split evenly over {self.towers} towers; '
+           'use an even class count or towers=1.')
+    features = self.features_per_layer
+    if len(features) != 5 or any(f < 1 or f % self.towers for f in features[:5]):
+      fail(f'conv_features must be 5 positive counts divisible by towers={self.towers}, '
+           f'got {features}.')
+    if self.fc_features < 1 or self.fc_features % self.towers:
+      fail(f'fc_features={self.fc_features} must be positive and divisible by towers.')
+    if self.lrn_convention not in LRN_CONVENTIONS:
+      fail(f'lrn_convention must be one of {LRN_CONVENTIONS}, got {self.lrn_convention!r}.')
+    if self.activation not in layers.ACTIVATIONS:
+      fail(f'activation must be one of {tuple(layers.ACTIVATIONS)}, got {self.activation!r}.')
+    if self.pool_window < 1 or self.pool_stride < 1:
+      fail(f'pool_window and pool_stride must be positive, got {self.pool_window}, {self.pool_stride}.')
+    if self.feature_map_sizes()[-1] < 1:
+      fail(f'image_size={self.image_size} is too small: the maps vanish before fc6 '
+           f'(sizes {self.feature_map_sizes()}).')
+
+  @property
+  def features_per_layer(self) -> tuple[int, ...]:
+    """Kernels of conv1..conv5, both towers together."""
+    if self.conv_features is not None:
+      return tuple(self.conv_features)
+    return PAPER_CONV_FEATURES if self.towers == 2 else ONE_TOWER_CONV_FEATURES
+
+  @property
+  def local_towers(self) -> int:
+    """Towers held on one device: 1 under a model axis, else all of them."""
+    return 1 if self.model_axis is not None else self.towers
+
+  def feature_map_sizes(self) -> tuple[int, ...]:
+    """Spatial sides after conv1, pool1, pool2, pool5: (55, 27, 13, 6) for 224."""
+    pool = lambda s: (s - self.pool_window) // self.pool_stride + 1
+    s1 = 1 + math.ceil((self.image_size - 11) / 4)
+    s2 = pool(s1)
+    s3 = pool(s2)
+    return s1, s2, s3, pool(s3)
+
+  def _cross_towers(self, xs: layers.Towers) -> jax.Array:
+    """The towers' maps, concatenated on the channel axis (tower 0 first).
+
+    This is the only place towers communicate: before conv3, fc6, fc7, fc8
+    (section 3.2), and for the logits when both towers are local.
+    """
+    if self.model_axis is None:
+      return jnp.concatenate(xs, axis=-1)
+    (x,) = xs
+    return jax.lax.all_gather(x, self.model_axis, axis=x.ndim - 1, tiled=True)
+
+  def _tower_ids(self) -> list:
+    if self.model_axis is None:
+      return list(range(self.towers))
+    return [jax.lax.axis_index(self.model_axis)]
+
+  def check_images(self, images: jax.Array) -> None:
+    """Raises ValueError unless images is (N, image_size, image_size, 3) floating point."""
+    expected = f'(batch, {self.image_size}, {self.image_size}, 3) floating point'
+    if (images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3)
+        or not jnp.issubdtype(images.dtype, jnp.floating)):
+      raise ValueError(f'AlexNet expects images of shape {expected}, '
+                       f'got shape {tuple(images.shape)} and dtype {images.dtype}.')
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False,
+               example_ids: jax.Array | None = None) -> jax.Array:
+    self.check_images(images)
+    t, dt = self.towers, self.dtype
+    c1, c2, c3, c4, c5 = (f // t for f in self.features_per_layer)
+    act = layers.ACTIVATIONS[self.activation]
+    conv = lambda name, f, k, s, pad, b: layers.TowerConv(
+        f, k, s, pad, b, self.local_towers, dt, name=name)
+    dense = lambda name, f, b: layers.TowerDense(f, b, self.local_towers, dt, name=name)
+    each = lambda fn, xs: tuple(fn(x) for x in xs)
+    pool = lambda x: layers.max_pool(x, self.pool_window, self.pool_stride)
+
+    def lrn(x):
+      if not self.lrn:
+        return x
+      return layers.local_response_norm(
+          x, alpha_per_term=self.lrn_convention == 'cuda_convnet')
+
+    def shared(x):  # a cross-connected layer's input, seen by every local tower
+      return (x,) * self.local_towers
+
+    # Biases: 0 in conv1, conv3, fc8; 1 in conv2, conv4, conv5, fc6, fc7 (section 5).
+    p1 = conv1_padding(self.image_size)
+    xs = conv('conv1', c1, 11, 4, ((0, p1), (0, p1)), 0.0)(shared(images))
+    xs = each(lambda x: pool(lrn(act(x))), xs)  # ReLU, then LRN (section 3.3), then pool
+    xs = conv('conv2', c2, 5, 1, ((2, 2), (2, 2)), 1.0)(xs)
+    xs = each(lambda x: pool(lrn(act(x))), xs)
+    xs = conv('conv3', c3, 3, 1, ((1, 1), (1, 1)), 0.0)(shared(self._cross_towers(xs)))
+    xs = each(act, xs)
+    xs = each(act, conv('conv4', c4, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
+    xs = each(lambda x: pool(act(x)), conv('conv5', c5, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
+    if self.conv6:
+      xs = each(act, conv('conv6', CONV6_FEATURES // t, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
+
+    x = self._cross_towers(xs)
+    x = x.reshape(x.shape[0], -1)  # (H, W, C) order
+    if example_ids is None:
+      example_ids = jnp.arange(images.shape[0], dtype=jnp.int32)
+    dropout_key = self.make_rng('dropout') if train and self.dropout_rate > 0 else None
+
+    def dropout(xs, layer):
+      if dropout_key is None:
+        return xs
+      return tuple(layers.tower_dropout(x, dropout_key, rate=self.dropout_rate, layer=layer,
+                                        tower=tower, example_ids=example_ids)
+                   for x, tower in zip(xs, self._tower_ids()))
+
+    xs = dropout(each(act, dense('fc6', self.fc_features // t, 1.0)(shared(x))), 6)
+    xs = each(act, dense('fc7', self.fc_features // t, 1.0)(shared(self._cross_towers(xs))))
+    self.sow('intermediates', 'fc7_features', xs)
+    xs = dropout(xs, 7)
+    xs = dense('fc8', self.num_classes // t, 0.0)(shared(self._cross_towers(xs)))
+    logits = xs[0] if self.model_axis is not None else jnp.concatenate(xs, axis=-1)
+    return logits.astype(jnp.float32)
+
+
+def from_config(model_config, num_classes: int, **overrides) -> AlexNet:
+  """Builds an AlexNet from a config's `model` ConfigDict plus `num_classes`."""
+  fields = dict(model_config)
+  if fields.get('conv_features') is not None:
+    fields['conv_features'] = tuple(fields['conv_features'])
+  if 'dtype' in fields:
+    fields['dtype'] = jnp.dtype(fields['dtype'])
+  known = {f.name for f in dataclasses.fields(AlexNet)}
+  unknown = sorted(set(fields) - known)
+  if unknown:
+    raise ValueError(f'Unknown model fields {unknown}; AlexNet accepts {sorted(known - {"parent", "name"})}.')
+  return AlexNet(num_classes=num_classes, **{**fields, **overrides})
