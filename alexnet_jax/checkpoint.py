@@ -1,0 +1,61 @@
+"""Checkpoints of the training state with orbax, under <workdir>/checkpoints/.
+
+A checkpoint holds the whole state a run needs to continue exactly: the
+parameters, the optimizer state (velocity and run-time learning rate), the
+step (which is also the data position: batch s is a function of the seed and
+s) and the plateau policy's memory. Orbax writes each checkpoint to a
+temporary folder and renames it when complete, so a crash during a save
+leaves the previous checkpoints usable.
+"""
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointMismatchError(ValueError):
+  """The checkpoint in the workdir was written by a network of another shape."""
+
+
+def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in flat}
+
+
+def check_compatible(manager: ocp.CheckpointManager, step: int, target: Any) -> None:
+  """Raises CheckpointMismatchError naming the first parameter whose stored
+  shape differs from `target`'s (a pytree of arrays or ShapeDtypeStructs)."""
+  stored = _shapes(manager.item_metadata(step))
+  expected = _shapes(target)
+  for name, shape in expected.items():
+    if name not in stored:
+      raise CheckpointMismatchError(
+          f'The checkpoint at step {step} in {manager.directory} has no entry {name} '
+          f'(shape {shape}) that this config needs. Use a new --workdir for a different network.')
+    if stored[name] != shape:
+      raise CheckpointMismatchError(
+          f'The checkpoint at step {step} in {manager.directory} does not fit this config: '
+          f'{name} has shape {stored[name]} there but {shape} here. Use a new --workdir '
+          'or the config the checkpoint was written with.')
+
+
+def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
+  """Restores step `step` into arrays with the shardings of `target`."""
+  check_compatible(manager, step, target)
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, 'sharding', None)),
+      target)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+  manager.save(step, args=ocp.args.StandardSave(state), force=True)

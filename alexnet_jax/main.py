@@ -1,0 +1,50 @@
+r"""Trains AlexNet from a config file.
+
+  python -m alexnet_jax.main --workdir=/tmp/demo --config=experiments/demo.py
+  python -m alexnet_jax.main --workdir=/tmp/run --config=experiments/paper.py \
+      --config.batch_size=256 --config.model.towers=1
+
+Rerunning the same command resumes from the latest checkpoint in --workdir.
+The work is done by `alexnet_jax.train.train_and_evaluate`.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from alexnet_jax import checkpoint
+from alexnet_jax import data
+from alexnet_jax import train
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
+config_flags.DEFINE_config_file('config', None, 'Path to a config file in experiments/.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+# Errors that mean "the user asked for something that cannot be done": one
+# paragraph and exit status 1 instead of a traceback.
+USER_ERRORS = (data.DataError, checkpoint.CheckpointMismatchError, train.WorkdirError,
+               train.NonFiniteLossError, ValueError)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.info('JAX %s, backend %s, %d devices in %d processes.', jax.__version__,
+               jax.default_backend(), jax.device_count(), jax.process_count())
+  try:
+    result = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  except USER_ERRORS as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  logging.info('Finished at step %d: %s', result['step'],
+               {k: round(v, 4) for k, v in result.items() if k.startswith('eval')})
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,266 @@
+"""The training run: `train_and_evaluate(config, workdir)` (section 5's recipe).
+
+One function a terminal (`alexnet_jax.main`) or a notebook calls. It builds
+the data, the network, the device mesh and the paper's optimizer from the
+config; resumes from the latest checkpoint in `workdir` if there is one;
+trains with evaluations that drive the learning-rate policy; checkpoints
+periodically, at the end and on SIGTERM/SIGINT; and writes metrics.jsonl,
+TensorBoard events and config.json into `workdir`.
+
+Exact resume: batch s of the input stream and the dropout masks of step s
+are functions of (config.seed, s) alone, and the checkpoint holds everything
+else (parameters, velocity, run-time learning rate, plateau memory), so a run
+killed at any point and restarted with the same command ends bitwise equal
+(on CPU) to one that never stopped.
+"""
+
+import contextlib
+import math
+import os
+import signal
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from alexnet_jax import checkpoint
+from alexnet_jax import data
+from alexnet_jax import metrics as metrics_lib
+from alexnet_jax import model as model_lib
+from alexnet_jax import optim
+from alexnet_jax import parallel
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+class WorkdirError(OSError):
+  """The workdir cannot be created or written."""
+
+
+class _StopRequest(contextlib.AbstractContextManager):
+  """Turns SIGTERM and SIGINT into a flag the loop reads after each step."""
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread (some notebook kernels): leave as is
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    return False
+
+
+def _prepare_workdir(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise WorkdirError(f'Cannot create the workdir {workdir!r}: {e.strerror}. '
+                       'Choose a --workdir you can write to.') from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise WorkdirError(f'The workdir {workdir!r} is not writable by this user. '
+                       'Choose a --workdir you can write to, or fix its permissions.')
+
+
+def _mesh_model_size(config: ml_collections.ConfigDict, towers: int) -> int:
+  """config.mesh.model, where -1 means one tower per device when there are two or more."""
+  if config.mesh.model != -1:
+    return config.mesh.model
+  return 2 if towers == 2 and jax.device_count() >= 2 else 1
+
+
+def _replicated(mesh, value, dtype):
+  return jax.device_put(jnp.asarray(value, dtype), NamedSharding(mesh, P()))
+
+
+def _plateau_arrays(mesh, state: optim.PlateauState) -> dict:
+  return {'best_error': _replicated(mesh, state.best_error, jnp.float32),
+          'evals_since_best': _replicated(mesh, state.evals_since_best, jnp.int32),
+          'drops': _replicated(mesh, state.drops, jnp.int32)}
+
+
+def _plateau_state(arrays: dict) -> optim.PlateauState:
+  return optim.PlateauState(float(arrays['best_error']), int(arrays['evals_since_best']),
+                            int(arrays['drops']))
+
+
+def evaluate(eval_step, params, mesh, batches) -> dict:
+  """Runs `eval_step` over every batch; returns loss and top-1/top-5 error over all examples."""
+  totals = None
+  for batch in batches:
+    sums = eval_step(params, parallel.shard_batch(batch, mesh))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.tree.map(float, totals)
+  count = totals['count']
+  return {'loss': totals['loss'] / count, 'top1_error': totals['top1_errors'] / count,
+          'top5_error': totals['top5_errors'] / count, 'count': count}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains and evaluates the network `config` describes, in `workdir`.
+
+  Returns the last evaluation's metrics (keys eval_loss, eval_top1_error,
+  eval_top5_error, and eval_ten_crop_* when config.ten_crop_eval), plus
+  'step' and 'interrupted' (True when a signal stopped the run early).
+  """
+  _prepare_workdir(workdir)
+  if config.distributed.enabled:
+    parallel.initialize_distributed(config.distributed.coordinator_address,
+                                    config.distributed.num_processes,
+                                    config.distributed.process_id)
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  info = data.get_dataset_info(config)
+  model = model_lib.from_config(config.model, info.num_classes,
+                                image_size=config.input.crop_size)
+  mesh = parallel.make_mesh(config.mesh.data, _mesh_model_size(config, model.towers), model.towers)
+  parallel.check_batch_size(config.batch_size, mesh)
+  steps_per_epoch = max(1, info.num_train_examples // config.batch_size)
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else config.num_epochs * steps_per_epoch)
+  eval_every = config.eval_every_steps if config.eval_every_steps > 0 else steps_per_epoch
+  logging.info('%s: %d training / %d validation examples, %d classes; mesh %s; %d steps '
+               '(%d per epoch) of %d images.', config.dataset, info.num_train_examples,
+               info.num_eval_examples, info.num_classes, dict(mesh.shape), total_steps,
+               steps_per_epoch, config.batch_size)
+
+  tx = optim.make_optimizer(config)
+  plateau = optim.Plateau(**config.plateau) if config.lr_policy == 'plateau' else None
+  root_key = jax.random.key(config.seed)
+  params = parallel.init_params(model, mesh, jax.random.fold_in(root_key, 0))
+  state = {'params': params, 'opt_state': parallel.init_opt_state(tx, params, mesh),
+           'step': _replicated(mesh, 0, jnp.int32),
+           'plateau': _plateau_arrays(mesh, optim.PlateauState())}
+
+  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
+  writer = metrics_lib.MetricsWriter(workdir, enabled=is_chief)
+  latest = manager.latest_step()
+  if latest is not None:
+    state = checkpoint.restore(manager, latest, state)
+    logging.info('Resumed from the checkpoint at step %d in %s.', latest, manager.directory)
+    writer.truncate_after(latest)
+  params, opt_state = state['params'], state['opt_state']
+  step = int(state['step'])
+  plateau_state = _plateau_state(state['plateau'])
+
+  def save():
+    checkpoint.save(manager, step, {
+        'params': params, 'opt_state': opt_state, 'step': _replicated(mesh, step, jnp.int32),
+        'plateau': _plateau_arrays(mesh, plateau_state)})
+
+  def run_eval(ten_crop: bool) -> dict:
+    batches = data.eval_iterator(config, info, ten_crop=ten_crop,
+                                 process_index=jax.process_index(),
+                                 process_count=jax.process_count())
+    result = evaluate(eval_step, params, mesh, batches)
+    prefix = 'eval_ten_crop_' if ten_crop else 'eval_'
+    values = {prefix + k: v for k, v in result.items() if k != 'count'}
+    writer.write(step, values)
+    logging.info('step %d: %s over %d examples: loss %.4f, top-1 error %.4f, top-5 error %.4f',
+                 step, 'ten-crop evaluation' if ten_crop else 'evaluation', result['count'],
+                 result['loss'], result['top1_error'], result['top5_error'])
+    return values
+
+  train_step = parallel.make_train_step(model, tx, mesh)
+  eval_step = parallel.make_eval_step(model, mesh)
+  dropout_root = jax.random.fold_in(root_key, 1)
+  batches = data.train_iterator(config, info, start_step=step,
+                                process_index=jax.process_index(),
+                                process_count=jax.process_count())
+  result = {}
+  pending = None  # (step, metrics) of the last step, read one step late to keep the device busy
+  window = {'loss': 0.0, 'steps': 0, 'start': time.perf_counter()}
+  session_start, session_first_step = time.perf_counter(), step
+
+  def collect():
+    """Reads the pending step's loss; stops the run if it is not finite."""
+    nonlocal pending
+    if pending is None:
+      return
+    done_step, m = pending
+    pending = None
+    loss = float(m['loss'])
+    if not math.isfinite(loss):
+      raise NonFiniteLossError(
+          f'The training loss became {loss} at step {done_step}; stopping. The last good '
+          f'checkpoint (step {manager.latest_step()}) is kept in {manager.directory}. '
+          'Lower config.learning_rate or check the input data.')
+    window['loss'] += loss
+    window['steps'] += 1
+
+  with _StopRequest() as stop:
+    while step < total_steps and stop.signal is None:
+      batch = parallel.shard_batch(next(batches), mesh)
+      params, opt_state, m = train_step(params, opt_state, batch,
+                                        jax.random.fold_in(dropout_root, step))
+      collect()
+      step += 1
+      pending = (step, m)
+      at_log = step % config.log_every_steps == 0 or step == total_steps
+      at_eval = step % eval_every == 0 or step == total_steps
+      at_ckpt = step % config.checkpoint_every_steps == 0 or step == total_steps
+      if at_log or at_eval or at_ckpt:
+        collect()
+      if at_log and window['steps']:
+        elapsed = time.perf_counter() - window['start']
+        lr = float(opt_state.hyperparams['learning_rate'])
+        images_per_sec = window['steps'] * config.batch_size / elapsed
+        writer.write(step, {'train_loss': window['loss'] / window['steps'],
+                            'learning_rate': lr, 'images_per_sec': images_per_sec})
+        rate = (time.perf_counter() - session_start) / (step - session_first_step)
+        logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | ETA %s',
+                     step, total_steps, step / steps_per_epoch, window['loss'] / window['steps'],
+                     lr, images_per_sec, _duration(rate * (total_steps - step)))
+        window.update(loss=0.0, steps=0, start=time.perf_counter())
+      if at_eval:
+        result = run_eval(ten_crop=False)
+        if plateau is not None:
+          plateau_state, dropped = plateau.update(plateau_state, result['eval_top1_error'])
+          if dropped:
+            old = float(opt_state.hyperparams['learning_rate'])
+            new = plateau.learning_rate(config.learning_rate, plateau_state)
+            opt_state.hyperparams['learning_rate'] = _replicated(mesh, new, jnp.float32)
+            logging.info('step %d: validation error stopped improving; learning rate %.3g -> %.3g '
+                         '(drop %d of at most %d).', step, old, new, plateau_state.drops,
+                         plateau.max_drops)
+      if at_ckpt:
+        save()
+    collect()
+    interrupted = stop.signal is not None
+    if interrupted:
+      save()
+      logging.info('Received %s: saved the checkpoint at step %d and stopped. Run the same '
+                   'command again to resume.', stop.signal, step)
+  if not interrupted and config.ten_crop_eval:
+    result.update(run_eval(ten_crop=True))
+  manager.wait_until_finished()
+  manager.close()
+  writer.close()
+  return {**result, 'step': step, 'interrupted': interrupted}
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s'
