@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       towers=2, conv_features=config_dict.placeholder(tuple),
       fc_features=4096, lrn=True, lrn_convention='paper', pool_window=3, pool_stride=2,
-      activation='relu', conv6=False, dropout_rate=0.5, dtype='float32'))
+      activation='relu', conv6=False, dropout_rate=0.5, init_std=0.01, dtype='float32'))
 
   # Devices: data=-1 uses all devices not on the model axis; model=-1 puts the
   # two towers on two devices when there are two or more (section 3.2).

@@ -22,14 +22,10 @@ import numpy as np
 Array = jax.Array
 Towers = tuple[Array, ...]
 
-# Section 5: "We initialized the weights in each layer from a zero-mean
-# Gaussian distribution with standard deviation 0.01."
-weight_init = nn.initializers.normal(stddev=0.01)
-
-
 def _tower_params(module: nn.Module, kernel_shape: Sequence[int], bias_value: float):
-  """Creates `kernel` (towers, *kernel_shape) and `bias` (towers, features)."""
-  kernel = module.param('kernel', weight_init, (module.local_towers, *kernel_shape))
+  """Creates `kernel` (towers, *kernel_shape) ~ N(0, init_std) and `bias` (towers, features)."""
+  kernel = module.param('kernel', nn.initializers.normal(stddev=module.init_std),
+                        (module.local_towers, *kernel_shape))
   bias = module.param('bias', nn.initializers.constant(bias_value),
                       (module.local_towers, kernel_shape[-1]))
   return kernel, bias
@@ -49,6 +45,7 @@ class TowerConv(nn.Module):
     padding: ((top, bottom), (left, right)) zero padding.
     bias_value: initial bias (section 5: 1 in conv2, conv4, conv5; else 0).
     local_towers: towers held on this device.
+    init_std: standard deviation of the initial weights (section 5: 0.01).
     dtype: compute dtype; parameters stay float32.
   """
   features: int
@@ -57,6 +54,7 @@ class TowerConv(nn.Module):
   padding: tuple[tuple[int, int], tuple[int, int]]
   bias_value: float
   local_towers: int
+  init_std: float = 0.01
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -78,6 +76,7 @@ class TowerDense(nn.Module):
   features: int
   bias_value: float
   local_towers: int
+  init_std: float = 0.01
   dtype: Any = jnp.float32
 
   @nn.compact

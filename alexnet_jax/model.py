@@ -74,6 +74,9 @@ class AlexNet(nn.Module):
     conv6: add a sixth conv layer (256 kernels 3x3, own tower) after the last
       pooling layer, as in the nets pre-trained on ImageNet Fall 2011 (section 6).
     dropout_rate: dropout on fc6 and fc7 (0.5, section 4.2); inverted dropout.
+    init_std: standard deviation of the initial weights, N(0, 0.01) in
+      section 5. Narrow networks need more: each layer scales its input's
+      spread by about sqrt(fan_in) * init_std.
     dtype: compute dtype (float32, or bfloat16 with float32 parameters).
     model_axis: mesh axis holding one tower per device, or None.
   """
@@ -89,6 +92,7 @@ class AlexNet(nn.Module):
   activation: str = 'relu'
   conv6: bool = False
   dropout_rate: float = 0.5
+  init_std: float = 0.01
   dtype: Any = jnp.float32
   model_axis: str | None = None
 
@@ -103,6 +107,8 @@ class AlexNet(nn.Module):
       fail(f'towers must be 1 or 2, got {self.towers}.')
     if not 0.0 <= self.dropout_rate < 1.0:
       fail(f'dropout_rate must lie in [0, 1), got {self.dropout_rate}.')
+    if self.init_std <= 0:
+      fail(f'init_std must be positive, got {self.init_std}.')
     if self.num_classes < 1:
       fail(f'num_classes must be at least 1, got {self.num_classes}.')
     if self.num_classes % self.towers:
@@ -176,8 +182,9 @@ class AlexNet(nn.Module):
     c1, c2, c3, c4, c5 = (f // t for f in self.features_per_layer)
     act = layers.ACTIVATIONS[self.activation]
     conv = lambda name, f, k, s, pad, b: layers.TowerConv(
-        f, k, s, pad, b, self.local_towers, dt, name=name)
-    dense = lambda name, f, b: layers.TowerDense(f, b, self.local_towers, dt, name=name)
+        f, k, s, pad, b, self.local_towers, self.init_std, dt, name=name)
+    dense = lambda name, f, b: layers.TowerDense(
+        f, b, self.local_towers, self.init_std, dt, name=name)
     each = lambda fn, xs: tuple(fn(x) for x in xs)
     pool = lambda x: layers.max_pool(x, self.pool_window, self.pool_stride)
 

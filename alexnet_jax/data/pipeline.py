@@ -1,0 +1,210 @@
+"""tf.data train and eval iterators with the paper's preprocessing.
+
+Training (sections 2 and 4.1), per example: subtract the mean image, take a
+random C x C crop and a random horizontal reflection, add PCA lighting. The
+crop is applied to the mean image at the same offset, so this equals "subtract
+the mean from the S x S image, then crop"; with S x S JPEG records only the
+crop window is decoded (``tf.io.decode_and_crop_jpeg``).
+
+Determinism. Global position p = s * B + i (batch s, row i, global batch B),
+epoch e = p // N, index in epoch k = p % N; the example is perm_e[k] with
+perm_e a seeded (seed, e) shuffle of range(N), and its crop/flip/alpha come
+from the stateless key (seed, e, k) (augment.example_key). So batch s is a
+pure function of (config.seed, s): ``start_step`` resumes exactly, epochs
+follow one another without a gap or a partial batch.
+
+Multiple processes: the index stream is cut into global batches *before* any
+reading or decoding, and process j keeps rows [j*B/P, (j+1)*B/P); the P
+processes together yield exactly the global batch one process would, and each
+reads only its own examples (random access, see sources.py).
+
+Output: dicts of NumPy arrays, images float32 in 0..255 units minus the mean
+image (so roughly -128..128), labels int32.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from alexnet_jax.data import augment
+from alexnet_jax.data import fields
+
+# TensorFlow must never take the accelerator away from JAX.
+try:
+  tf.config.set_visible_devices([], 'GPU')
+except RuntimeError:  # already initialised; harmless
+  pass
+
+AUTOTUNE = tf.data.AUTOTUNE
+_MAX_EPOCHS = 1 << 40
+
+
+def epoch_permutation(seed: int, epoch, n: int):
+  """int64 (n,) order of epoch ``epoch``: a (seed, epoch)-seeded shuffle."""
+  seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+  return tf.random.experimental.stateless_shuffle(
+      tf.range(n, dtype=tf.int64), seed=seed_pair, alg=augment.PHILOX)
+
+
+def _options(config) -> tf.data.Options:
+  opts = tf.data.Options()
+  opts.deterministic = True
+  n = fields.get(config, 'num_threads') or os.cpu_count() or 1
+  opts.threading.private_threadpool_size = n
+  opts.threading.max_intra_op_parallelism = 1
+  opts.autotune.enabled = True
+  return opts
+
+
+def _rows(batch_size: int, process_index: int, process_count: int):
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f'bad process_index/count {process_index}/{process_count}')
+  if batch_size % process_count:
+    raise ValueError(f'batch_size {batch_size} is not divisible by the '
+                     f'process count {process_count}')
+  b = batch_size // process_count
+  return b, process_index * b
+
+
+def _decode_full(split, image_size):
+  """fn(record string) -> uint8 (S, S, 3)."""
+  if split.jpeg_side == image_size:
+    def fn(x):
+      img = tf.io.decode_jpeg(x, channels=3)
+      return tf.ensure_shape(img, [image_size, image_size, 3])
+    return fn
+  def fn(x):
+    if split.kind == 'files':
+      x = tf.io.read_file(x)
+    img = tf.io.decode_image(x, channels=3, expand_animations=False)
+    return augment.resize_short_side_center_crop(img, image_size)
+  return fn
+
+
+def _decode_crop(split, image_size, crop):
+  """fn(record, oy, ox) -> uint8 (C, C, 3) window of the S x S image."""
+  if split.jpeg_side == image_size:
+    # libjpeg upsamples the chroma at the border of a decoded window from
+    # fewer neighbours (errors up to ~30 levels in the first column); a
+    # 2-pixel margin makes the window's interior bit-identical to a full
+    # decode, at no measurable cost.
+    m = 2
+    def fn(x, oy, ox):
+      y0, x0 = tf.maximum(oy - m, 0), tf.maximum(ox - m, 0)
+      y1 = tf.minimum(oy + crop + m, image_size)
+      x1 = tf.minimum(ox + crop + m, image_size)
+      img = tf.io.decode_and_crop_jpeg(
+          x, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=3)
+      img = img[oy - y0:oy - y0 + crop, ox - x0:ox - x0 + crop]
+      return tf.ensure_shape(img, [crop, crop, 3])
+    return fn
+  full = _decode_full(split, image_size)
+  return lambda x, oy, ox: full(x)[oy:oy + crop, ox:ox + crop]
+
+
+def train_dataset(config, info, start_step=0, process_index=0,
+                  process_count=1) -> tf.data.Dataset:
+  """The training tf.data.Dataset (see the module docstring)."""
+  split = info.source.train
+  n = split.num_examples
+  s_img = fields.get(config, 'image_size')
+  crop = fields.get(config, 'crop_size')
+  std = float(fields.get(config, 'lighting_std'))
+  scale = augment.lighting_scale(info.stats.eigvals,
+                                 fields.get(config, 'lighting_convention'))
+  eigvecs = tf.constant(info.stats.eigvecs, tf.float32)
+  mean = tf.constant(info.stats.mean_image, tf.float32)
+  seed = int(config.seed)
+  batch = int(config.batch_size)
+  b, row0 = _rows(batch, process_index, process_count)
+  labels = tf.constant(split.labels, tf.int32)
+  read = split.batch_reader()
+  decode_crop = _decode_crop(split, s_img, crop)
+
+  start = int(start_step) * batch
+  e0, k0 = start // n, start % n
+
+  def epoch(e):
+    perm = epoch_permutation(seed, e, n)
+    first = tf.where(e == e0, tf.constant(k0, tf.int64), 0)
+    k = tf.range(first, n, dtype=tf.int64)
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.fill(tf.shape(k), e), k, tf.gather(perm, k)))
+
+  ds = tf.data.Dataset.range(e0, _MAX_EPOCHS).flat_map(epoch)
+  ds = ds.batch(batch, drop_remainder=True)  # the global batch
+  # This process's rows, read in one call (cheap: before any decoding).
+  ds = ds.map(lambda e, k, i: (e[row0:row0 + b], k[row0:row0 + b],
+                               read(i[row0:row0 + b]),
+                               tf.gather(labels, i[row0:row0 + b])))
+  ds = ds.unbatch()
+
+  def one(e, k, record, label):
+    key = augment.example_key(seed, e, k)
+    oy, ox, flip = augment.random_crop_params(key, s_img, crop)
+    img = tf.cast(decode_crop(record, oy, ox), tf.float32)
+    img = img - mean[oy:oy + crop, ox:ox + crop]  # section 2: mean image
+    img = tf.cond(flip, lambda: tf.reverse(img, [1]), lambda: img)
+    alpha = augment.lighting_alpha(key, std) if std > 0 else tf.zeros([3])
+    return img, alpha, label
+
+  ds = ds.map(one, num_parallel_calls=AUTOTUNE, deterministic=True)
+  ds = ds.batch(b, drop_remainder=True)
+
+  def lighting(img, alpha, label):
+    if std > 0:  # section 4.1: the same RGB offset added to every pixel
+      delta = augment.lighting_delta(alpha, eigvecs, scale)  # (b, 3)
+      img = img + delta[:, None, None, :]
+    return {'image': img, 'label': label}
+
+  ds = ds.map(lighting, num_parallel_calls=AUTOTUNE, deterministic=True)
+  ds = ds.prefetch(AUTOTUNE)
+  return ds.with_options(_options(config))
+
+
+def eval_dataset(config, info, ten_crop=False, process_index=0,
+                 process_count=1) -> tf.data.Dataset:
+  """One pass over the evaluation split, padded to whole global batches."""
+  split = info.source.eval
+  n = split.num_examples
+  s_img = fields.get(config, 'image_size')
+  crop = fields.get(config, 'crop_size')
+  mean = tf.constant(info.stats.mean_image, tf.float32)
+  batch = int(config.get('eval_batch_size', None) or config.batch_size)
+  b, row0 = _rows(batch, process_index, process_count)
+  total = -(-n // batch) * batch  # ceil to whole global batches
+  labels = tf.constant(split.labels, tf.int32)
+  read = split.batch_reader()
+  decode = _decode_full(split, s_img)
+
+  ds = tf.data.Dataset.range(total).batch(batch)
+  def rows(p):
+    p = p[row0:row0 + b]
+    valid = p < n
+    idx = tf.where(valid, p, 0)
+    lab = tf.where(valid, tf.gather(labels, idx), 0)
+    return read(idx), lab, valid
+  ds = ds.map(rows).unbatch()
+
+  def one(record, label, valid):
+    img = tf.cast(decode(record), tf.float32) - mean
+    if ten_crop:
+      img = augment.ten_crop(img, crop)
+    else:
+      img = augment.center_crop(img, crop)
+    return {'image': img, 'label': label, 'mask': valid}
+
+  ds = ds.map(one, num_parallel_calls=AUTOTUNE, deterministic=True)
+  ds = ds.batch(b).prefetch(AUTOTUNE)
+  return ds.with_options(_options(config))
+
+
+def stored_images(split, image_size, batch=64) -> tf.data.Dataset:
+  """uint8 (n, S, S, 3) batches of a split in index order (for the stats)."""
+  read = split.batch_reader()
+  decode = _decode_full(split, image_size)
+  ds = tf.data.Dataset.range(split.num_examples).batch(256).map(read).unbatch()
+  ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+  return ds.batch(batch).prefetch(2)

@@ -1,0 +1,237 @@
+"""Input pipeline on a tiny embedded dataset, against NumPy references."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_jax import data
+from alexnet_jax.data import augment
+from alexnet_jax.data import pipeline
+
+S, C = 32, 28  # stored side, crop side of the tiny dataset
+N_TRAIN, N_VAL = 40, 22
+
+
+def tiny_config(data_dir, **kw):
+  c = data.default_config('shapes', str(data_dir), image_size=S, batch_size=12,
+                          seed=3, crop_size=C, synthetic_train_examples=N_TRAIN,
+                          synthetic_eval_examples=N_VAL)
+  for k, v in kw.items():
+    c.input[k] = v
+  return c
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+  config = tiny_config(tmp_path_factory.mktemp('tfds'))
+  return config, data.get_dataset_info(config)
+
+
+def decoded(split):
+  return np.stack([tf.io.decode_jpeg(b, channels=3).numpy()
+                   for b in split.payload])
+
+
+def take(it, n):
+  return [next(it) for _ in range(n)]
+
+
+def test_info(tiny):
+  config, info = tiny
+  assert info.num_classes == 12 and len(info.class_names) == 12
+  assert info.class_names[0] == 'red disc'
+  assert (info.num_train_examples, info.num_eval_examples) == (N_TRAIN, N_VAL)
+  assert info.stats.mean_image.shape == (S, S, 3)
+  assert info.stats.mean_image.dtype == np.float32
+  assert info.stats.eigvals.shape == (3,) and info.stats.eigvecs.shape == (3, 3)
+  # Reused, not recomputed, the second time.
+  again = data.get_dataset_info(config)
+  np.testing.assert_array_equal(again.stats.mean_image, info.stats.mean_image)
+
+
+def test_shapes_and_dtypes(tiny):
+  config, info = tiny
+  batch = next(data.train_iterator(config, info))
+  assert batch['image'].shape == (12, C, C, 3)
+  assert batch['image'].dtype == np.float32
+  assert batch['label'].shape == (12,) and batch['label'].dtype == np.int32
+  ev = next(data.eval_iterator(config, info))
+  assert ev['image'].shape == (12, C, C, 3) and ev['image'].dtype == np.float32
+  assert ev['label'].dtype == np.int32 and ev['mask'].dtype == bool
+  ev10 = next(data.eval_iterator(config, info, ten_crop=True))
+  assert ev10['image'].shape == (12, 10, C, C, 3)
+  # The first of the ten views is the center crop.
+  np.testing.assert_array_equal(ev10['image'][:, 0], ev['image'])
+  # Two processes: half the rows each.
+  b = next(data.train_iterator(config, info, process_index=1, process_count=2))
+  assert b['image'].shape == (6, C, C, 3)
+
+
+def test_mean_and_covariance_match_numpy(tiny):
+  _, info = tiny
+  x = decoded(info.source.train).astype(np.float64)  # (N, S, S, 3), 0..255
+  np.testing.assert_allclose(info.stats.mean_image, x.mean(0), rtol=0,
+                             atol=1e-4)
+  cov = np.cov(x.reshape(-1, 3).T, bias=True)
+  np.testing.assert_allclose(info.stats.covariance, cov, rtol=1e-9)
+  w, v = np.linalg.eigh(cov)
+  np.testing.assert_allclose(info.stats.eigvals, w[::-1], rtol=1e-5)
+  for i in range(3):  # columns are eigenvectors, unit length
+    p = info.stats.eigvecs[:, i].astype(np.float64)
+    np.testing.assert_allclose(cov @ p, info.stats.eigvals[i] * p,
+                               rtol=1e-4, atol=1e-3)
+    assert abs(np.linalg.norm(p) - 1) < 1e-5
+
+
+@tf.function
+def _crop_params(ks):
+  def one(k):
+    key = augment.example_key(7, k // 500, k % 500)
+    oy, ox, flip = augment.random_crop_params(key, 256, 224)
+    return tf.stack([oy, ox, tf.cast(flip, tf.int32)])
+  return tf.map_fn(one, ks, fn_output_signature=tf.int32)
+
+
+def test_crop_offsets_cover_range_and_flip_half():
+  p = _crop_params(tf.range(2000, dtype=tf.int64)).numpy()
+  for o in (p[:, 0], p[:, 1]):
+    assert o.min() == 0 and o.max() == 32
+    assert len(set(o.tolist())) == 33  # every offset 0..32 occurs
+  assert 0.45 < p[:, 2].mean() < 0.55
+
+
+def test_train_batch_matches_numpy_reference(tiny):
+  """Every example = mean-subtracted crop, flipped, plus lighting, computed
+  here in NumPy from the same (seed, epoch, k) draws."""
+  config, info = tiny
+  split = info.source.train
+  images = decoded(split).astype(np.float32)
+  mean = info.stats.mean_image
+  lam, vec = info.stats.eigvals, info.stats.eigvecs
+  batches = take(data.train_iterator(config, info), 5)  # crosses epoch 0 -> 1
+  n, bsz = split.num_examples, config.batch_size
+  for s, batch in enumerate(batches):
+    for i in range(bsz):
+      p = s * bsz + i
+      e, k = divmod(p, n)
+      idx = int(pipeline.epoch_permutation(config.seed, e, n)[k])
+      key = augment.example_key(config.seed, e, k)
+      oy, ox, flip = (int(v) for v in augment.random_crop_params(key, S, C))
+      alpha = augment.lighting_alpha(key, 0.1).numpy()
+      ref = (images[idx] - mean)[oy:oy + C, ox:ox + C]
+      if flip:
+        ref = ref[:, ::-1]
+      ref = ref + vec @ (alpha * lam / 255.0)  # 'paper' convention
+      assert batch['label'][i] == split.labels[idx]
+      np.testing.assert_allclose(batch['image'][i], ref, atol=2e-3)
+
+
+def test_epochs_are_permutations(tiny):
+  config, info = tiny
+  n = info.num_train_examples
+  perms = [pipeline.epoch_permutation(config.seed, e, n).numpy()
+           for e in range(3)]
+  for perm in perms:
+    assert sorted(perm.tolist()) == list(range(n))
+  assert not np.array_equal(perms[0], perms[1])
+
+
+def test_ten_crop_pixel_exact():
+  img = np.arange(9 * 9 * 3, dtype=np.float32).reshape(9, 9, 3)
+  out = augment.ten_crop(tf.constant(img), 5).numpy()
+  assert out.shape == (10, 5, 5, 3)
+  ref = [img[2:7, 2:7], img[0:5, 0:5], img[0:5, 4:9], img[4:9, 0:5],
+         img[4:9, 4:9]]
+  ref = ref + [r[:, ::-1] for r in ref]
+  for got, want in zip(out, ref):
+    np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(
+      augment.center_crop(tf.constant(img), 5).numpy(), img[2:7, 2:7])
+
+
+@pytest.mark.parametrize('convention', ['paper', 'cuda_convnet2'])
+def test_lighting_noise_statistics(convention):
+  lam = np.array([5000.0, 900.0, 100.0], np.float32)
+  q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+  vec = q.astype(np.float32)
+  scale = augment.lighting_scale(lam, convention)
+  alpha = tf.function(lambda ks: tf.map_fn(
+      lambda k: augment.lighting_alpha(augment.example_key(1, 0, k), 0.1),
+      ks, fn_output_signature=tf.float32))(tf.range(4000, dtype=tf.int64))
+  delta = augment.lighting_delta(alpha, vec, scale).numpy()  # (4000, 3)
+  proj = delta @ vec  # coordinates along each principal component
+  want = 0.1 * (lam / 255.0 if convention == 'paper' else np.sqrt(lam))
+  np.testing.assert_allclose(proj.std(0), want, rtol=0.06)
+  assert np.all(np.abs(proj.mean(0)) < 4 * want / np.sqrt(4000))
+
+
+def test_lighting_off(tiny):
+  config, info = tiny
+  off = tiny_config(config.data_dir, lighting_std=0.0)
+  a = next(data.train_iterator(off, info))
+  b = next(data.train_iterator(config, info))
+  d = (b['image'] - a['image']).reshape(12, -1, 3)
+  # Lighting adds one RGB offset per image, the same at every pixel.
+  np.testing.assert_allclose(d, np.broadcast_to(d[:, :1], d.shape), atol=1e-3)
+  assert np.abs(d).max() > 0
+
+
+def test_deterministic_and_resumable(tiny):
+  config, info = tiny
+  run1 = take(data.train_iterator(config, info), 8)
+  run2 = take(data.train_iterator(config, info), 8)
+  for a, b in zip(run1, run2):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])
+  resumed = take(data.train_iterator(config, info, start_step=5), 3)
+  for a, b in zip(run1[5:], resumed):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])
+  other = tiny_config(config.data_dir)
+  other.seed = 4
+  c = next(data.train_iterator(other, info))
+  assert not np.array_equal(c['image'], run1[0]['image'])
+
+
+def test_two_processes_see_the_same_global_batch(tiny):
+  config, info = tiny
+  whole = take(data.train_iterator(config, info, start_step=2), 2)
+  halves = [take(data.train_iterator(config, info, start_step=2,
+                                     process_index=j, process_count=2), 2)
+            for j in range(2)]
+  for s in range(2):
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(
+          np.concatenate([halves[0][s][key], halves[1][s][key]]),
+          whole[s][key])
+
+
+@pytest.mark.parametrize('process_count', [1, 2])
+def test_padded_eval_counts_every_example_once(tiny, process_count):
+  config, info = tiny
+  split = info.source.eval
+  labels, masks = [], []
+  for j in range(process_count):
+    batches = list(data.eval_iterator(config, info, process_index=j,
+                                      process_count=process_count))
+    assert len(batches) == -(-N_VAL // 12)  # 22 examples, batch 12 -> 2
+    labels.append([b['label'] for b in batches])
+    masks.append([b['mask'] for b in batches])
+  # Re-assemble the global batches and check the order and the padding.
+  lab = np.concatenate([np.concatenate([labels[j][s]
+                                        for j in range(process_count)])
+                        for s in range(2)])
+  mask = np.concatenate([np.concatenate([masks[j][s]
+                                         for j in range(process_count)])
+                         for s in range(2)])
+  assert mask.sum() == N_VAL and mask[:N_VAL].all() and not mask[N_VAL:].any()
+  np.testing.assert_array_equal(lab[:N_VAL], split.labels)
+
+
+def test_eval_center_crop_matches_numpy(tiny):
+  config, info = tiny
+  images = decoded(info.source.eval).astype(np.float32)
+  batch = next(data.eval_iterator(config, info))
+  m = (S - C) // 2
+  ref = (images[:12] - info.stats.mean_image)[:, m:m + C, m:m + C]
+  np.testing.assert_allclose(batch['image'], ref, atol=1e-4)

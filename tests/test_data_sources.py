@@ -1,0 +1,143 @@
+"""Dataset readers: image folders with bad files, TFDS (mocked), errors."""
+
+import base64
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from alexnet_jax import data
+from alexnet_jax.data import synthetic
+
+# A 16x12 CMYK JPEG (Adobe, inverted), made with Pillow:
+# Image.frombytes('RGB', ...).convert('CMYK').save(..., quality=60).
+CMYK_JPEG = base64.b64decode(
+    '/9j/7gAOQWRvYmUAZAAAAAAA/9sAQwANCQoLCggNCwoLDg4NDxMgFRMSEhMnHB4XIC4pMTAuKS0sMzpKPjM2RjcsLUBXQUZMTlJTUjI+WmFaUGBKUVJP/8AAFAgADAAQBEMRAE0RAFkRAEsRAP/EAB8AAAEFAQEBAQEBAAAAAAAAAAABAgMEBQYHCAkKC//EALUQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+v/aAA4EQwBNAFkASwAAPwDk/D/8Nc3/AMI3/sfpXWV6dXp3h/8Aho/4Rv8A2P0oorzHw/8Aw16n9gt/7lFFeneH/wCGj7Bb/wByiiv/2Q==')
+
+
+def _jpeg(rng, h, w, gray=False):
+  img = rng.integers(0, 256, (h, w, 1 if gray else 3), dtype=np.uint8)
+  return tf.io.encode_jpeg(img, quality=90).numpy()
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+  """train/<wnid>/ and val/<wnid>/ with one bad file of every kind."""
+  root = tmp_path_factory.mktemp('folder')
+  rng = np.random.default_rng(0)
+  wnids = ['n01', 'n02', 'n03']
+  for split, n in (('train', 6), ('val', 3)):
+    for w in wnids:
+      d = root / split / w
+      d.mkdir(parents=True)
+      for i in range(n):
+        (d / f'{w}_{i}.JPEG').write_bytes(_jpeg(rng, 40 + i, 50))
+  t = root / 'train'
+  good = _jpeg(rng, 48, 48)
+  (t / 'n01' / 'corrupt.JPEG').write_bytes(b'not a jpeg at all' * 10)
+  (t / 'n01' / 'truncated.JPEG').write_bytes(good[:len(good) // 2])
+  (t / 'n02' / 'cmyk.JPEG').write_bytes(CMYK_JPEG)
+  (t / 'n02' / 'gray.JPEG').write_bytes(_jpeg(rng, 30, 20, gray=True))
+  png = tf.io.encode_png(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+  (t / 'n03' / 'png_named.JPEG').write_bytes(png.numpy())
+  (root / 'synset_words.txt').write_text(
+      'n01 alpha, first\nn02 beta\nn03 gamma\n')
+  return root
+
+
+def _folder_config(root, **kw):
+  return data.default_config('folder', str(root), image_size=32,
+                             batch_size=8, crop_size=24, **kw)
+
+
+@pytest.mark.parametrize('prepare', [True, False])
+def test_folder_with_bad_files_trains_and_reports(folder, prepare, caplog,
+                                                  tmp_path):
+  caplog.set_level(logging.WARNING)
+  config = _folder_config(folder, prepare=prepare,
+                          prepared_dir=str(tmp_path / 'prep'))
+  info = data.get_dataset_info(config)
+  # 18 good + cmyk + gray + png-named-jpeg; corrupt and truncated skipped.
+  assert info.num_train_examples == 21
+  assert info.num_eval_examples == 9
+  assert info.class_names == ('alpha', 'beta', 'gamma')
+  log = caplog.text
+  assert 'corrupt.JPEG' in log and 'truncated.JPEG' in log
+  for ok in ('cmyk.JPEG', 'gray.JPEG', 'png_named.JPEG'):
+    assert ok not in log
+  # Labels follow the folders: never mislabelled.
+  names = info.source.train.names or [
+      l.strip() for l in open(tmp_path / 'prep' / 'train_names.txt')]
+  for name, label in zip(names, info.source.train.labels):
+    assert os.path.basename(os.path.dirname(name)) == ['n01', 'n02',
+                                                       'n03'][label]
+  if prepare:
+    meta = json.load(open(tmp_path / 'prep' / 'meta.json'))
+    assert meta['splits']['train']['num_skipped'] == 2
+  it = data.train_iterator(config, info)
+  for _ in range(6):  # more than two epochs
+    b = next(it)
+    assert b['image'].shape == (8, 24, 24, 3)
+    assert np.isfinite(b['image']).all()
+  ev = list(data.eval_iterator(config, info, ten_crop=True))
+  assert sum(int(e['mask'].sum()) for e in ev) == 9
+
+
+def test_cmyk_and_gray_decode_to_rgb():
+  img = tf.io.decode_image(CMYK_JPEG, channels=3, expand_animations=False)
+  assert img.shape == (12, 16, 3)
+  # Blue channel was 200 everywhere in the source image.
+  assert abs(float(tf.reduce_mean(tf.cast(img[..., 2], tf.float32))) - 200) < 8
+
+
+def test_mock_imagenette_is_prepared_and_read(tmp_path):
+  config = data.default_config('imagenette', str(tmp_path), image_size=32,
+                               batch_size=4, crop_size=24)
+  with tfds.testing.mock_data(num_examples=10):
+    info = data.get_dataset_info(config)
+  assert info.num_classes == 10 and info.class_names[0] == 'tench'
+  assert info.num_train_examples == 10 and info.num_eval_examples == 10
+  b = next(data.train_iterator(config, info))
+  assert b['image'].shape == (4, 24, 24, 3)
+  assert 0 <= b['label'].min() and b['label'].max() < 10
+
+
+def test_imagenet_without_archives_names_them(tmp_path):
+  config = data.default_config('imagenet2012', str(tmp_path))
+  with pytest.raises(data.DataError) as e:
+    data.get_dataset_info(config)
+  msg = str(e.value)
+  assert 'ILSVRC2012_img_train.tar' in msg and 'ILSVRC2012_img_val.tar' in msg
+  assert os.path.join(str(tmp_path), 'downloads', 'manual') in msg
+
+
+def test_bad_dataset_and_missing_dir(tmp_path):
+  with pytest.raises(data.DataError, match='Unknown dataset'):
+    data.get_dataset_info(data.default_config('cifar', str(tmp_path)))
+  with pytest.raises(data.DataError, match='does not exist'):
+    data.get_dataset_info(data.default_config('folder',
+                                              str(tmp_path / 'nope')))
+  with pytest.raises(data.DataError, match='train/<class>'):
+    data.get_dataset_info(data.default_config('folder', str(tmp_path)))
+
+
+def test_mean_colour_does_not_separate_the_shapes():
+  # Nearest class mean on the mean RGB of each image: chance is 1/12; knowing
+  # the colour family perfectly would give 1/4. Spatial structure is needed.
+  acc = synthetic.mean_colour_ncm_accuracy(num_train=360, num_val=240)
+  assert acc < 0.3, acc
+
+
+def test_synthetic_is_deterministic_and_balanced():
+  a, la = synthetic.example('train', 5, 32, 0)
+  b, lb = synthetic.example('train', 5, 32, 0)
+  np.testing.assert_array_equal(a, b)
+  assert la == lb == 5
+  c, _ = synthetic.example('validation', 5, 32, 0)
+  assert not np.array_equal(a, c)  # held-out stream
+  assert a.dtype == np.uint8 and a.shape == (32, 32, 3)
+  assert len(synthetic.CLASS_NAMES) == 12
