@@ -8,6 +8,7 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 The work is done by `alexnet_jax.train.train_and_evaluate`.
 """
 
+import logging as std_logging
 import sys
 
 from absl import app
@@ -31,15 +32,23 @@ USER_ERRORS = (data.DataError, checkpoint.CheckpointMismatchError, train.Workdir
                train.NonFiniteLossError, ValueError)
 
 
+class _QuietOrbax(std_logging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the console; its warnings stay."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_QuietOrbax())
   logging.info('JAX %s, backend %s, %d devices in %d processes.', jax.__version__,
                jax.default_backend(), jax.device_count(), jax.process_count())
   try:
     result = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except USER_ERRORS as e:
-    logging.error('%s', e)
+    logging.debug('Details:', exc_info=True)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
   logging.info('Finished at step %d: %s', result['step'],

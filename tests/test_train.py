@@ -1,0 +1,248 @@
+"""The main job end to end on the demo config, shrunk to a few steps.
+
+Subprocess tests run `python -m alexnet_jax.main` exactly as a user does, so
+signals, exit codes and messages are the real ones.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from ml_collections import config_flags
+
+from alexnet_jax import checkpoint
+from alexnet_jax import data
+from alexnet_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEMO = str(REPO / 'experiments' / 'demo.py')
+STEPS = 12
+
+
+def small_flags(data_dir, **overrides):
+  """Flags that shrink the demo config to STEPS steps of 32 images."""
+  values = {'data_dir': data_dir, 'input.synthetic_train_examples': 192,
+            'input.synthetic_eval_examples': 40, 'batch_size': 32,
+            'num_train_steps': STEPS, 'checkpoint_every_steps': 3, 'eval_every_steps': 4,
+            'log_every_steps': 1, 'ten_crop_eval': False, 'plateau.patience': 1,
+            **overrides}
+  return [f'--config.{k}={v}' for k, v in values.items()]
+
+
+def small_config(data_dir, **overrides):
+  config = config_flags.ConfigFileFlagParser(name='config').parse(DEMO)
+  for flag in small_flags(data_dir, **overrides):
+    key, value = flag[len('--config.'):].split('=', 1)
+    *parents, leaf = key.split('.')
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == 'True'
+  return config
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """The small embedded dataset, generated once for the module."""
+  path = str(tmp_path_factory.mktemp('tfds'))
+  data.get_dataset_info(small_config(path))
+  return path
+
+
+def run_main(workdir, flags, wait=True, timeout=300):
+  cmd = [sys.executable, '-m', 'alexnet_jax.main', f'--workdir={workdir}', f'--config={DEMO}', *flags]
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
+  if not wait:
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+  return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(workdir):
+  """The parameters of the latest checkpoint as NumPy arrays, by path."""
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
+    step = manager.latest_step()
+    state = manager.restore(step, args=ocp.args.StandardRestore())
+  return step, {k: np.asarray(v) for k, v in _flatten(state['params']).items()}
+
+
+def _flatten(tree, prefix=''):
+  if isinstance(tree, dict):
+    return {k2: v2 for k, v in tree.items() for k2, v2 in _flatten(v, f'{prefix}/{k}').items()}
+  return {prefix: tree}
+
+
+def wait_for_checkpoint(workdir, step, proc, timeout=240):
+  target = os.path.join(workdir, 'checkpoints', str(step))
+  deadline = time.time() + timeout
+  while not os.path.isdir(target):
+    if proc.poll() is not None:
+      raise AssertionError(f'run ended before step {step}:\n{proc.stdout.read()[-3000:]}')
+    if time.time() > deadline:
+      proc.kill()
+      raise AssertionError(f'no checkpoint at step {step} after {timeout} s')
+    time.sleep(0.2)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(data_dir, tmp_path_factory):
+  """One complete run of STEPS steps, shared by the tests that compare against it."""
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  result = train.train_and_evaluate(small_config(data_dir), workdir)
+  return workdir, result
+
+
+def test_run_writes_metrics_checkpoints_tensorboard(uninterrupted):
+  workdir, result = uninterrupted
+  assert result['step'] == STEPS and not result['interrupted']
+  rows = read_metrics(workdir)
+  train_rows = [r for r in rows if 'train_loss' in r]
+  eval_rows = [r for r in rows if 'eval_top1_error' in r]
+  assert [r['step'] for r in train_rows] == list(range(1, STEPS + 1))
+  assert [r['step'] for r in eval_rows] == [4, 8, 12]
+  for r in train_rows:
+    assert r['images_per_sec'] > 0 and r['learning_rate'] > 0
+  for r in eval_rows:
+    assert 0 <= r['eval_top5_error'] <= r['eval_top1_error'] <= 1
+  assert result['eval_top1_error'] == eval_rows[-1]['eval_top1_error']
+  # Checkpoints every 3 steps and at the end; the last 3 are kept.
+  assert sorted(int(p) for p in os.listdir(os.path.join(workdir, 'checkpoints'))) == [6, 9, 12]
+  assert any(p.startswith('events.out.tfevents') for p in os.listdir(os.path.join(workdir, 'tensorboard')))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['batch_size'] == 32
+
+
+def test_plateau_drops_are_logged_and_checkpointed(uninterrupted):
+  """With patience 1 any evaluation that does not improve divides the rate by 10."""
+  workdir, _ = uninterrupted
+  rows = read_metrics(workdir)
+  errors = [r['eval_top1_error'] for r in rows if 'eval_top1_error' in r]
+  expected_drops, best = 0, float('inf')
+  for e in errors[:-1]:  # the last evaluation's drop acts after the last step
+    if e < best - 0.001:
+      best = e
+    else:
+      expected_drops += 1
+  rates = [r['learning_rate'] for r in rows if 'learning_rate' in r]
+  assert np.isclose(rates[-1], 0.01 * 0.1 ** expected_drops, rtol=1e-5)
+
+
+def test_loss_decreases(data_dir, tmp_path):
+  config = small_config(data_dir, num_train_steps=40, eval_every_steps=40,
+                        checkpoint_every_steps=40, **{'plateau.patience': 5})
+  train.train_and_evaluate(config, str(tmp_path))
+  losses = [r['train_loss'] for r in read_metrics(str(tmp_path)) if 'train_loss' in r]
+  assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.1
+
+
+def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path):
+  """SIGKILL after the step-6 checkpoint, rerun the same command: same parameters as never stopping."""
+  workdir = str(tmp_path)
+  proc = run_main(workdir, small_flags(data_dir), wait=False)
+  wait_for_checkpoint(workdir, 6, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=30)
+  done = run_main(workdir, small_flags(data_dir))
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  assert 'Resumed from the checkpoint at step' in done.stderr
+  step, params = final_params(workdir)
+  ref_step, ref = final_params(uninterrupted[0])
+  assert step == ref_step == STEPS
+  for name, value in ref.items():
+    np.testing.assert_array_equal(params[name], value, err_msg=name)
+  # The metrics of the steps run twice were rewritten, not duplicated.
+  steps = [r['step'] for r in read_metrics(workdir) if 'train_loss' in r]
+  assert steps == list(range(1, STEPS + 1))
+
+
+def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
+  workdir = str(tmp_path)
+  proc = run_main(workdir, small_flags(data_dir, num_train_steps=100000), wait=False)
+  wait_for_checkpoint(workdir, 3, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out[-3000:]
+  assert 'Received SIGTERM' in out
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
+    last = manager.latest_step()
+  assert 3 <= last < 100000
+  assert max(r['step'] for r in read_metrics(workdir)) == last
+
+
+def _snapshot(workdir):
+  return {str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+          for p in pathlib.Path(workdir).rglob('*')}
+
+
+def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted, tmp_path):
+  import shutil
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted[0], workdir)
+  before = _snapshot(workdir)
+  bad = run_main(workdir, small_flags(data_dir, **{'model.fc_features': 256}))
+  assert bad.returncode == 1
+  assert "['params']['fc6']['bias'] has shape (2, 512) there but (2, 128) here" in bad.stderr
+  assert 'Traceback' not in bad.stderr
+  assert _snapshot(workdir) == before
+
+
+def test_shape_mismatch_error_in_library(data_dir, uninterrupted, tmp_path):
+  """The library raises CheckpointMismatchError (what a notebook sees)."""
+  import shutil
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted[0], workdir)
+  with pytest.raises(checkpoint.CheckpointMismatchError, match='conv1'):
+    train.train_and_evaluate(
+        small_config(data_dir, **{'model.conv_features': (32, 128, 192, 192, 128)}), workdir)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+  workdir = str(tmp_path)
+  config = small_config(data_dir, learning_rate=1e12)
+  with pytest.raises(train.NonFiniteLossError, match=r'at step \d+') as err:
+    train.train_and_evaluate(config, workdir)
+  bad_step = int(str(err.value).split('at step ')[1].split(';')[0])
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
+    kept = manager.all_steps()
+  assert kept and all(s < bad_step for s in kept)
+  _, params = final_params(workdir)
+  assert all(np.isfinite(v).all() for v in params.values())
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.no_such_field=1', 'no_such_field'),
+    ('--config.batch_size=many', 'batch_size'),
+])
+def test_bad_flags(data_dir, tmp_path, flag, message):
+  result = run_main(str(tmp_path), [f'--config.data_dir={data_dir}', flag], timeout=120)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_unwritable_workdir(data_dir, tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  result = run_main(str(blocker / 'run'), small_flags(data_dir), timeout=120)
+  assert result.returncode == 1
+  assert 'Cannot create the workdir' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_missing_dataset(tmp_path):
+  result = run_main(str(tmp_path / 'run'), ['--config.dataset=folder',
+                                            f'--config.data_dir={tmp_path / "nowhere"}'],
+                    timeout=120)
+  assert result.returncode == 1
+  assert 'nowhere' in result.stderr and 'Traceback' not in result.stderr
