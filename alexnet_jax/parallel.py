@@ -14,11 +14,21 @@ backward pass and the gradient all-reduce over 'data' comes from the
 parameters' replication. The loss and the update run on the assembled,
 sharded arrays in the same jitted step.
 
+Several processes (machines): `initialize_distributed` first, then each
+process feeds `process_rows(global_batch, mesh)` of every global batch to
+`shard_batch` (`input_shard` gives the same as the input pipeline's
+(index, count)). `hlo_collectives` lists the collectives of a compiled step
+with the mesh axes they span (how the tests check the placement).
+docs/parallel.md explains the placement and how to launch.
+
 Nothing here imports TensorFlow.
 """
 
+import dataclasses
 import functools
-from typing import Any, Callable
+import math
+import re
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +80,9 @@ def check_batch_size(global_batch: int, mesh: jax.sharding.Mesh) -> None:
 
 def model_for_mesh(model: AlexNet, mesh: jax.sharding.Mesh) -> AlexNet:
   """The network as one device of `mesh` runs it: one tower per device when model=2."""
+  if mesh.shape['model'] > model.towers:
+    raise ValueError(f"The mesh's model axis has {mesh.shape['model']} devices (one per tower), "
+                     f'but the network has towers={model.towers}; use mesh.model=1.')
   return model.clone(model_axis='model' if mesh.shape['model'] == 2 else None)
 
 
@@ -86,10 +99,67 @@ def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
 
 def shard_batch(batch: dict, mesh: jax.sharding.Mesh) -> dict:
   """Assembles this process's rows of the global batch into global arrays
-  sharded over 'data' (works with one or several processes)."""
+  sharded over 'data' (works with one or several processes).
+
+  `batch` holds the rows `process_rows(global_batch, mesh)` of the global
+  batch. Raises ValueError, before anything is compiled, when those rows
+  cannot be split evenly over the data axis.
+  """
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
+  arrays = {k: np.asarray(v) for k, v in batch.items()}
+  shards = len(_process_data_blocks(mesh))  # row blocks this process feeds
+  for k, v in arrays.items():
+    if not v.ndim or v.shape[0] % shards:
+      raise ValueError(f'batch[{k!r}] has {v.shape[0] if v.ndim else 0} rows in this process, '
+                       f'which cannot be split over its {shards} devices of the data axis.')
+    check_batch_size(v.shape[0] // shards * mesh.shape['data'], mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()}
+
+
+def process_rows(global_batch: int, mesh: jax.sharding.Mesh) -> slice:
+  """The rows of a global batch that this process feeds to `shard_batch`.
+
+  One process: all of them. Several: the rows of the data-axis blocks whose
+  devices this process holds. Processes holding devices of the same data
+  block (e.g. one GPU per process with mesh.model=2: the two towers of a
+  model pair) must feed the same rows.
+  """
+  check_batch_size(global_batch, mesh)
+  blocks = _process_data_blocks(mesh)
+  if blocks != list(range(blocks[0], blocks[-1] + 1)):
+    raise ValueError(f'Process {jax.process_index()} holds the non-contiguous data blocks '
+                     f'{blocks} of the mesh {dict(mesh.shape)}; order the mesh devices by process.')
+  size = global_batch // mesh.shape['data']
+  return slice(blocks[0] * size, (blocks[-1] + 1) * size)
+
+
+def _process_data_blocks(mesh: jax.sharding.Mesh) -> list[int]:
+  """The data-axis indices (row blocks of the batch) of this process's devices."""
+  blocks = sorted({i for (i, _), d in np.ndenumerate(mesh.devices)
+                   if d.process_index == jax.process_index()})
+  if not blocks:
+    raise ValueError(f'Process {jax.process_index()} holds no device of the mesh '
+                     f'{dict(mesh.shape)}.')
+  return blocks
+
+
+def input_shard(global_batch: int, mesh: jax.sharding.Mesh) -> tuple[int, int]:
+  """(index, count) for the input pipeline: this process reads rows
+  [index * B / count, (index + 1) * B / count) of every global batch of B rows,
+  which is `process_rows(B, mesh)`.
+
+  (jax.process_index(), jax.process_count()) whenever every process holds
+  whole data blocks (one process per host with all its devices, the default
+  device order). With one device per process and mesh.model=2 (SLURM or
+  Open MPI with one task per GPU), the two processes of a tower pair get the
+  same index, and count is the number of data blocks.
+  """
+  rows = process_rows(global_batch, mesh)
+  size = rows.stop - rows.start
+  if rows.start % size:
+    raise ValueError(f'Process {jax.process_index()} holds rows {rows.start}..{rows.stop} of the '
+                     f'global batch of {global_batch}, not an equal share of it.')
+  return rows.start // size, global_batch // size
 
 
 def _sharded_forward(model: AlexNet, mesh: jax.sharding.Mesh, train: bool) -> Callable:
@@ -186,3 +256,180 @@ def init_opt_state(tx: optax.GradientTransformation, params: Any,
                    mesh: jax.sharding.Mesh) -> Any:
   shardings = state_sharding(jax.eval_shape(tx.init, params), mesh)
   return jax.jit(tx.init, out_shardings=shardings)(params)
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None,
+                           *,
+                           local_device_ids: Sequence[int] | None = None,
+                           initialization_timeout: int = 300) -> tuple[int, int]:
+  """Joins a multi-process run (`jax.distributed.initialize`); returns (process index, count).
+
+  Call it once per process, before anything else touches JAX (no
+  `jax.devices()`, no arrays). Arguments left as None (or '' and -1, the
+  config's defaults) are detected by JAX from the environment: on SLURM (srun; the coordinator is the first
+  node of the step, port derived from the job id), Open MPI (mpirun) and
+  Cloud TPU pods all of them may be None. JAX also reads the coordinator
+  from $JAX_COORDINATOR_ADDRESS and the local devices from
+  $JAX_LOCAL_DEVICE_IDS. Elsewhere pass all three: process 0's host:port
+  as `coordinator_address` (the same string in every process), the number
+  of processes, and this process's id in 0..num_processes-1.
+
+  Under SLURM or Open MPI on GPUs JAX gives each process one GPU (its local
+  rank) unless `local_device_ids` says otherwise: launch one task per GPU.
+  On CPU, cross-process collectives use gloo (JAX's default there).
+  """
+  # The config's "not set" values ('' and -1) mean: detect.
+  coordinator_address = coordinator_address or None
+  num_processes = None if num_processes in (None, -1) else num_processes
+  process_id = None if process_id in (None, -1) else process_id
+  if num_processes is not None and num_processes < 1:
+    raise ValueError(f'num_processes must be at least 1 (or -1: detect), got {num_processes}.')
+  if process_id is not None and process_id < 0:
+    raise ValueError(f'process_id must be 0 or more (or -1: detect), got {process_id}.')
+  if (num_processes is not None and process_id is not None
+      and not 0 <= process_id < num_processes):
+    raise ValueError(f'process_id={process_id} must lie in 0..{num_processes - 1} '
+                     f'for num_processes={num_processes}.')
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id,
+                             local_device_ids=local_device_ids,
+                             initialization_timeout=initialization_timeout)
+  return jax.process_index(), jax.process_count()
+
+
+# ----------------------------------------------------------------------------
+# Reading the communication of a compiled step.
+
+COLLECTIVE_OPS = ('all-gather', 'all-reduce', 'reduce-scatter', 'all-to-all',
+                  'ragged-all-to-all', 'collective-permute', 'collective-broadcast')
+
+_INSTRUCTION = re.compile(
+    r'^\s*(?:ROOT\s+)?%?(?P<name>[\w.\-]+)\s*=\s*(?P<type>.+?)\s+'
+    r'(?P<op>' + '|'.join(COLLECTIVE_OPS) + r')(?P<start>-start)?\((?P<rest>.*)$')
+_SHAPE = re.compile(r'\b(?P<dtype>[a-z]+\d*)\[(?P<dims>[\d,]*)\]')
+_IOTA = re.compile(r'\[(?P<shape>[\d,]+)\]<=\[(?P<dims>[\d,]+)\](?:T\((?P<perm>[\d,]+)\))?')
+
+
+@dataclasses.dataclass(frozen=True)
+class Collective:
+  """One collective of a compiled (SPMD-partitioned) HLO module.
+
+  op: 'all-gather', 'all-reduce', 'reduce-scatter', ... (async '-start' forms
+  folded in). axes: the mesh axes along which its groups' devices differ:
+  ('model',), ('data',), ('data', 'model') or () (no communication).
+  shapes: its per-device result shapes (several for a combined all-reduce).
+  group_size: devices per group.
+  """
+  name: str
+  op: str
+  axes: tuple[str, ...]
+  shapes: tuple[tuple[int, ...], ...]
+  dtypes: tuple[str, ...]
+  group_size: int
+
+  @property
+  def elements(self) -> int:
+    return sum(math.prod(s) for s in self.shapes)
+
+
+def _balanced(text: str) -> str:
+  """The leading {...} group of text, braces balanced."""
+  depth = 0
+  for i, ch in enumerate(text):
+    depth += {'{': 1, '}': -1}.get(ch, 0)
+    if depth == 0:
+      return text[:i + 1]
+  raise ValueError(f'Unbalanced braces in {text[:80]!r}.')
+
+
+def _iota_groups(m: re.Match) -> np.ndarray:
+  dims = [int(d) for d in m['dims'].split(',')]
+  ids = np.arange(math.prod(dims)).reshape(dims)
+  if m['perm']:
+    ids = ids.transpose([int(p) for p in m['perm'].split(',')])
+  return ids.reshape([int(d) for d in m['shape'].split(',')])
+
+
+def _mesh_groups(text: str) -> list[list[int]]:
+  """Groups of `mesh['a'=4,'b'=2](, device_ids=(...))? {'b'}` (sub-axes 'a':(pre)size)."""
+  m = re.match(r"mesh\[(?P<axes>[^\]]*)\](?:, device_ids=\((?P<ids>[^()]*(?:\([^()]*\))?)\))?"
+               r"\s*\{(?P<group>[^}]*)\}", text)
+  if not m:
+    raise ValueError(f'Unknown replica_groups format {text[:80]!r}.')
+  axes = re.findall(r"'?([^'=,\s]+)'?=(\d+)", m['axes'])
+  names, sizes = [a for a, _ in axes], [int(s) for _, s in axes]
+  if m['ids'] is None:
+    ids = np.arange(math.prod(sizes)).reshape(sizes)
+  elif (iota := _IOTA.fullmatch(m['ids'].strip())):
+    ids = _iota_groups(iota).reshape(sizes)
+  else:
+    ids = np.array([int(i) for i in re.findall(r'\d+', m['ids'])]).reshape(sizes)
+  # Split every axis into (pre, size, rest) so a sub-axis is one dimension.
+  split_shape, grouped = [], []
+  refs = re.findall(r"'?([^':,\s]+)'?(?::\((\d+)\)(\d+))?", m['group'])
+  by_axis = {name: (int(pre), int(size)) for name, pre, size in refs if pre}
+  whole = {name for name, pre, _ in refs if not pre}
+  for name, size in zip(names, sizes):
+    pre, sub = by_axis.get(name, (1, size))
+    base = len(split_shape)
+    split_shape += [pre, sub, size // (pre * sub)]
+    if name in whole or name in by_axis:
+      grouped.append(base + 1)
+  ids = ids.reshape(split_shape)
+  others = [d for d in range(ids.ndim) if d not in grouped]
+  group_size = math.prod(split_shape[d] for d in grouped)
+  return ids.transpose(others + grouped).reshape(-1, group_size).tolist()
+
+
+def _groups(rest: str, num_devices: int) -> list[list[int]]:
+  m = re.search(r'(replica_groups|source_target_pairs)=', rest)
+  if not m:
+    return [list(range(num_devices))]
+  text = rest[m.end():]
+  if text.startswith('{'):
+    groups = [[int(i) for i in g.split(',')]
+              for g in re.findall(r'\{([\d,]+)\}', _balanced(text))]
+    return groups or [list(range(num_devices))]
+  if text.startswith('['):
+    iota = _IOTA.match(text)
+    if not iota:
+      raise ValueError(f'Unknown replica_groups format {text[:80]!r}.')
+    return _iota_groups(iota).tolist()
+  if text.startswith('mesh['):
+    return _mesh_groups(text)
+  raise ValueError(f'Unknown replica_groups format {text[:80]!r}.')
+
+
+def hlo_collectives(hlo_text: str, mesh: jax.sharding.Mesh) -> list[Collective]:
+  """The collectives of a compiled step, each with the mesh axes it spans.
+
+  hlo_text: `step.lower(...).compile().as_text()` of a computation over `mesh`
+  (a Mesh or AbstractMesh; device i of the HLO is the i-th in row-major mesh
+  order, `mesh.devices.flat`, as `jax.jit` assigns them).
+  Replica groups are read in all three printed forms: explicit lists
+  {{0,1},{2,3}}, iota [4,2]<=[8] (with an optional transpose T(1,0)) and
+  mesh['axis_0'=4,'axis_1'=2] {'axis_1'}.
+  """
+  names, sizes = tuple(mesh.shape), tuple(mesh.shape.values())
+  coords = np.stack(np.unravel_index(np.arange(math.prod(sizes)), sizes), -1)
+  found = []
+  for line in hlo_text.splitlines():
+    m = _INSTRUCTION.match(line)
+    if not m:
+      continue
+    shapes = [(s['dtype'], tuple(int(d) for d in s['dims'].split(',') if d))
+              for s in _SHAPE.finditer(m['type'])]
+    if m['start'] and m['op'] != 'all-reduce' and len(shapes) > 1:
+      shapes = shapes[len(shapes) // 2:]  # (operands, results) of an async start
+    groups = _groups(m['rest'], len(coords))
+    varying = set()
+    for group in groups:
+      c = coords[np.asarray(group)]
+      varying |= {names[a] for a in range(c.shape[1]) if len(set(c[:, a])) > 1}
+    found.append(Collective(
+        name=m['name'], op=m['op'], axes=tuple(a for a in names if a in varying),
+        shapes=tuple(s for _, s in shapes), dtypes=tuple(d for d, _ in shapes),
+        group_size=len(groups[0])))
+  return found
