@@ -23,12 +23,19 @@ class CheckpointMismatchError(ValueError):
 def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      item_handlers=ocp.StandardCheckpointHandler())
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  """{'params/conv1/kernel': shape, ...}; named tuples and dicts name alike."""
+  def name(key):
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(key, attr):
+        return str(getattr(key, attr))
+    return str(key)
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in flat}
+  return {'/'.join(map(name, path)): tuple(np.shape(leaf)) for path, leaf in flat}
 
 
 def check_compatible(manager: ocp.CheckpointManager, step: int, target: Any) -> None:
@@ -36,7 +43,8 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, target: Any) -> 
   shape differs from `target`'s (a pytree of arrays or ShapeDtypeStructs)."""
   stored = _shapes(manager.item_metadata(step))
   expected = _shapes(target)
-  for name, shape in expected.items():
+  # Parameters first: the name a user recognises (the velocity mirrors them).
+  for name, shape in sorted(expected.items(), key=lambda kv: not kv[0].startswith('params/')):
     if name not in stored:
       raise CheckpointMismatchError(
           f'The checkpoint at step {step} in {manager.directory} has no entry {name} '

@@ -32,6 +32,18 @@ USER_ERRORS = (data.DataError, checkpoint.CheckpointMismatchError, train.Workdir
                train.NonFiniteLossError, ValueError)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a one-line error for a misspelt --config.<field>."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {e}\nPass --helpfull to see the flags.', file=sys.stderr)
+  except (AttributeError, KeyError) as e:  # ml_collections: no such config field
+    print(f'error: the config has no field {e}; the fields and their meaning are in '
+          'alexnet_jax/config.py.', file=sys.stderr)
+  sys.exit(1)
+
+
 class _QuietOrbax(std_logging.Filter):
   """Keeps orbax's per-save INFO chatter out of the console; its warnings stay."""
 
@@ -56,4 +68,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -127,10 +127,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     parallel.initialize_distributed(config.distributed.coordinator_address,
                                     config.distributed.num_processes,
                                     config.distributed.process_id)
-  is_chief = jax.process_index() == 0
-  if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   info = data.get_dataset_info(config)
   model = model_lib.from_config(config.model, info.num_classes,
@@ -155,12 +151,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
            'plateau': _plateau_arrays(mesh, optim.PlateauState())}
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  writer = metrics_lib.MetricsWriter(workdir, enabled=is_chief)
   latest = manager.latest_step()
-  if latest is not None:
+  if latest is not None:  # raises before anything in the workdir changes if shapes differ
     state = checkpoint.restore(manager, latest, state)
     logging.info('Resumed from the checkpoint at step %d in %s.', latest, manager.directory)
+  is_chief = jax.process_index() == 0
+  writer = metrics_lib.MetricsWriter(workdir, enabled=is_chief)
+  if latest is not None:
     writer.truncate_after(latest)
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
   params, opt_state = state['params'], state['opt_state']
   step = int(state['step'])
   plateau_state = _plateau_state(state['plateau'])

@@ -4,6 +4,7 @@ Subprocess tests run `python -m alexnet_jax.main` exactly as a user does, so
 signals, exit codes and messages are the real ones.
 """
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -15,7 +16,6 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from ml_collections import config_flags
 
 from alexnet_jax import checkpoint
 from alexnet_jax import data
@@ -26,25 +26,33 @@ DEMO = str(REPO / 'experiments' / 'demo.py')
 STEPS = 12
 
 
+def small_overrides(data_dir, **overrides):
+  """Config fields that shrink the demo config to STEPS steps of 32 images."""
+  return {'data_dir': data_dir, 'input.synthetic_train_examples': 192,
+          'input.synthetic_eval_examples': 40, 'batch_size': 32,
+          'num_train_steps': STEPS, 'checkpoint_every_steps': 3, 'eval_every_steps': 4,
+          'log_every_steps': 1, 'ten_crop_eval': False, 'plateau.patience': 1, **overrides}
+
+
 def small_flags(data_dir, **overrides):
-  """Flags that shrink the demo config to STEPS steps of 32 images."""
-  values = {'data_dir': data_dir, 'input.synthetic_train_examples': 192,
-            'input.synthetic_eval_examples': 40, 'batch_size': 32,
-            'num_train_steps': STEPS, 'checkpoint_every_steps': 3, 'eval_every_steps': 4,
-            'log_every_steps': 1, 'ten_crop_eval': False, 'plateau.patience': 1,
-            **overrides}
-  return [f'--config.{k}={v}' for k, v in values.items()]
+  """The same as command-line flags."""
+  def text(v):
+    return ','.join(map(str, v)).join('()') if isinstance(v, tuple) else v
+  return [f'--config.{k}={text(v)}' for k, v in small_overrides(data_dir, **overrides).items()]
 
 
 def small_config(data_dir, **overrides):
-  config = config_flags.ConfigFileFlagParser(name='config').parse(DEMO)
-  for flag in small_flags(data_dir, **overrides):
-    key, value = flag[len('--config.'):].split('=', 1)
+  """The same as a ConfigDict, for calling train_and_evaluate in-process."""
+  spec = importlib.util.spec_from_file_location('demo_config', DEMO)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for key, value in small_overrides(data_dir, **overrides).items():
     *parents, leaf = key.split('.')
     node = config
     for p in parents:
       node = node[p]
-    node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == 'True'
+    node[leaf] = value
   return config
 
 
@@ -193,7 +201,7 @@ def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted
   before = _snapshot(workdir)
   bad = run_main(workdir, small_flags(data_dir, **{'model.fc_features': 256}))
   assert bad.returncode == 1
-  assert "['params']['fc6']['bias'] has shape (2, 512) there but (2, 128) here" in bad.stderr
+  assert 'params/fc6/bias has shape (2, 512) there but (2, 128) here' in bad.stderr
   assert 'Traceback' not in bad.stderr
   assert _snapshot(workdir) == before
 
@@ -209,8 +217,10 @@ def test_shape_mismatch_error_in_library(data_dir, uninterrupted, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+  """The rate jumps to 1e12 at step 4: the loss blows up after the step-3 checkpoint."""
   workdir = str(tmp_path)
-  config = small_config(data_dir, learning_rate=1e12)
+  config = small_config(data_dir, lr_policy='steps',
+                        **{'lr_steps.boundaries': [4], 'lr_steps.factor': 1e14})
   with pytest.raises(train.NonFiniteLossError, match=r'at step \d+') as err:
     train.train_and_evaluate(config, workdir)
   bad_step = int(str(err.value).split('at step ')[1].split(';')[0])
