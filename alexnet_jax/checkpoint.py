@@ -67,3 +67,18 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
   manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:
+  """(step, parameters) of a run's checkpoint, the latest by default, as NumPy arrays.
+
+  For looking at a trained network (notebooks, tests); training resumes with
+  `restore`, which keeps the shardings.
+  """
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  with ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler()) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'No checkpoint in {directory}.')
+    state = manager.restore(step, args=ocp.args.StandardRestore())
+  return step, jax.tree.map(np.asarray, state['params'])

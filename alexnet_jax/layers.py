@@ -22,69 +22,66 @@ import numpy as np
 Array = jax.Array
 Towers = tuple[Array, ...]
 
-def _tower_params(module: nn.Module, kernel_shape: Sequence[int], bias_value: float):
-  """Creates `kernel` (towers, *kernel_shape) ~ N(0, init_std) and `bias` (towers, features)."""
-  kernel = module.param('kernel', nn.initializers.normal(stddev=module.init_std),
-                        (module.local_towers, *kernel_shape))
-  bias = module.param('bias', nn.initializers.constant(bias_value),
-                      (module.local_towers, kernel_shape[-1]))
-  return kernel, bias
+class TowerLayer(nn.Module):
+  """What every tower layer has: one kernel and bias per local tower.
+
+  Attributes:
+    features: outputs (maps or units) of one tower.
+    bias_value: initial bias (section 5: 1 in conv2, conv4, conv5, fc6, fc7; else 0).
+    local_towers: towers held on this device.
+    init_std: standard deviation of the initial weights (section 5: 0.01).
+    dtype: compute dtype; parameters stay float32.
+  """
+  features: int
+  bias_value: float
+  local_towers: int
+  init_std: float = 0.01
+  dtype: Any = jnp.float32
+
+  def tower_params(self, kernel_shape: Sequence[int]) -> tuple[Array, Array]:
+    """`kernel` (towers, *kernel_shape, features) ~ N(0, init_std), `bias` (towers, features)."""
+    kernel = self.param('kernel', nn.initializers.normal(stddev=self.init_std),
+                        (self.local_towers, *kernel_shape, self.features))
+    bias = self.param('bias', nn.initializers.constant(self.bias_value),
+                      (self.local_towers, self.features))
+    return kernel.astype(self.dtype), bias.astype(self.dtype)
 
 
-class TowerConv(nn.Module):
+class TowerConv(TowerLayer):
   """One convolution per local tower.
 
   The towers are computed as separate convolutions rather than one grouped
   convolution: on CPU, XLA's `feature_group_count=2` backward pass measured
   about 8x slower (../shared/reference.md).
 
-  Attributes:
-    features: output maps of one tower.
+  Attributes (besides TowerLayer's):
     kernel_size: square kernel side.
     stride: square stride.
     padding: ((top, bottom), (left, right)) zero padding.
-    bias_value: initial bias (section 5: 1 in conv2, conv4, conv5; else 0).
-    local_towers: towers held on this device.
-    init_std: standard deviation of the initial weights (section 5: 0.01).
-    dtype: compute dtype; parameters stay float32.
   """
-  features: int
-  kernel_size: int
-  stride: int
-  padding: tuple[tuple[int, int], tuple[int, int]]
-  bias_value: float
-  local_towers: int
-  init_std: float = 0.01
-  dtype: Any = jnp.float32
+  kernel_size: int = 3
+  stride: int = 1
+  padding: tuple[tuple[int, int], tuple[int, int]] = ((1, 1), (1, 1))
 
   @nn.compact
   def __call__(self, xs: Towers) -> Towers:
     """xs: one (N, H, W, C) input per local tower -> one (N, H', W', features) output each."""
-    cin = xs[0].shape[-1]
-    kernel, bias = _tower_params(
-        self, (self.kernel_size, self.kernel_size, cin, self.features), self.bias_value)
+    kernel, bias = self.tower_params((self.kernel_size, self.kernel_size, xs[0].shape[-1]))
     return tuple(
         jax.lax.conv_general_dilated(
-            x.astype(self.dtype), kernel[t].astype(self.dtype),
-            window_strides=(self.stride, self.stride), padding=self.padding,
-            dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias[t].astype(self.dtype)
+            x.astype(self.dtype), kernel[t], window_strides=(self.stride, self.stride),
+            padding=self.padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias[t]
         for t, x in enumerate(xs))
 
 
-class TowerDense(nn.Module):
-  """One fully connected layer per local tower; attributes as in `TowerConv`."""
-  features: int
-  bias_value: float
-  local_towers: int
-  init_std: float = 0.01
-  dtype: Any = jnp.float32
+class TowerDense(TowerLayer):
+  """One fully connected layer per local tower."""
 
   @nn.compact
   def __call__(self, xs: Towers) -> Towers:
     """xs: one (N, D) input per local tower -> one (N, features) output each."""
-    kernel, bias = _tower_params(self, (xs[0].shape[-1], self.features), self.bias_value)
-    return tuple(x.astype(self.dtype) @ kernel[t].astype(self.dtype) + bias[t].astype(self.dtype)
-                 for t, x in enumerate(xs))
+    kernel, bias = self.tower_params((xs[0].shape[-1],))
+    return tuple(x.astype(self.dtype) @ kernel[t] + bias[t] for t, x in enumerate(xs))
 
 
 def local_response_norm(x: Array, *, size: int = 5, k: float = 2.0, alpha: float = 1e-4,

@@ -181,10 +181,10 @@ class AlexNet(nn.Module):
     t, dt = self.towers, self.dtype
     c1, c2, c3, c4, c5 = (f // t for f in self.features_per_layer)
     act = layers.ACTIVATIONS[self.activation]
+    common = dict(local_towers=self.local_towers, init_std=self.init_std, dtype=dt)
     conv = lambda name, f, k, s, pad, b: layers.TowerConv(
-        f, k, s, pad, b, self.local_towers, self.init_std, dt, name=name)
-    dense = lambda name, f, b: layers.TowerDense(
-        f, b, self.local_towers, self.init_std, dt, name=name)
+        features=f, kernel_size=k, stride=s, padding=pad, bias_value=b, name=name, **common)
+    dense = lambda name, f, b: layers.TowerDense(features=f, bias_value=b, name=name, **common)
     each = lambda fn, xs: tuple(fn(x) for x in xs)
     pool = lambda x: layers.max_pool(x, self.pool_window, self.pool_stride)
 

@@ -133,6 +133,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 image_size=config.input.crop_size)
   mesh = parallel.make_mesh(config.mesh.data, _mesh_model_size(config, model.towers), model.towers)
   parallel.check_batch_size(config.batch_size, mesh)
+  # Which rows of every global batch this process reads (processes holding
+  # the two towers of one data block read the same rows).
+  shard_index, shard_count = parallel.input_shard(config.batch_size, mesh)
   steps_per_epoch = max(1, info.num_train_examples // config.batch_size)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else config.num_epochs * steps_per_epoch)
@@ -172,9 +175,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'plateau': _plateau_arrays(mesh, plateau_state)})
 
   def run_eval(ten_crop: bool) -> dict:
-    batches = data.eval_iterator(config, info, ten_crop=ten_crop,
-                                 process_index=jax.process_index(),
-                                 process_count=jax.process_count())
+    batches = data.eval_iterator(config, info, ten_crop=ten_crop, process_index=shard_index,
+                                 process_count=shard_count)
     result = evaluate(eval_step, params, mesh, batches)
     prefix = 'eval_ten_crop_' if ten_crop else 'eval_'
     values = {prefix + k: v for k, v in result.items() if k != 'count'}
@@ -187,9 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_step = parallel.make_train_step(model, tx, mesh)
   eval_step = parallel.make_eval_step(model, mesh)
   dropout_root = jax.random.fold_in(root_key, 1)
-  batches = data.train_iterator(config, info, start_step=step,
-                                process_index=jax.process_index(),
-                                process_count=jax.process_count())
+  batches = data.train_iterator(config, info, start_step=step, process_index=shard_index,
+                                process_count=shard_count)
   result = {}
   pending = None  # (step, metrics) of the last step, read one step late to keep the device busy
   window = {'loss': 0.0, 'steps': 0, 'start': time.perf_counter()}

@@ -8,7 +8,14 @@ reflections, PCA lighting, ten-crop test) on 'shapes', a 12-class dataset
 generated offline (5,000 training / 1,000 validation 72x72 JPEGs), with 64x64
 crops and narrower layers.
 
-Result: MEASURED_RESULT
+Result (measured 2026-11-26 on this project's 2-core AMD EPYC CPU machine,
+nothing else running, the command above with a fresh ~/tensorflow_datasets):
+the whole run took 400 s wall time (dataset generation and statistics about
+20 s, 1,170 steps at about 500 images/s, 30 evaluations, the ten-crop test);
+final validation top-1 / top-5 error 0.8% / 0.0% with the center crop and
+0.7% / 0.0% with ten crops. The plateau policy divided the learning rate by
+10 once, at step 975. The network learns colour first (top-1 error 74%, top-5
+error 1% after one epoch: the right colour family, any shape), then shape.
 """
 
 from alexnet_jax.config import base_config
@@ -23,6 +30,9 @@ def get_config():
   config.input.cache = True
   config.model.conv_features = (48, 128, 192, 192, 128)
   config.model.fc_features = 1024
+  # Narrow layers pass on less signal at N(0, 0.01) (section 5): each layer scales
+  # the spread of its input by about sqrt(fan_in) * std, so start wider.
+  config.model.init_std = 0.03
   config.num_epochs = 30
   config.eval_every_steps = -1
   config.checkpoint_every_steps = 200

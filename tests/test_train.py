@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -80,16 +81,9 @@ def read_metrics(workdir):
 
 def final_params(workdir):
   """The parameters of the latest checkpoint as NumPy arrays, by path."""
-  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
-    step = manager.latest_step()
-    state = manager.restore(step, args=ocp.args.StandardRestore())
-  return step, {k: np.asarray(v) for k, v in _flatten(state['params']).items()}
-
-
-def _flatten(tree, prefix=''):
-  if isinstance(tree, dict):
-    return {k2: v2 for k, v in tree.items() for k2, v2 in _flatten(v, f'{prefix}/{k}').items()}
-  return {prefix: tree}
+  step, params = checkpoint.load_params(workdir)
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  return step, {jax.tree_util.keystr(path): leaf for path, leaf in flat}
 
 
 def wait_for_checkpoint(workdir, step, proc, timeout=240):
