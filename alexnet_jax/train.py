@@ -212,54 +212,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     window['loss'] += loss
     window['steps'] += 1
 
-  with _StopRequest() as stop:
-    while step < total_steps and stop.signal is None:
-      batch = parallel.shard_batch(next(batches), mesh)
-      params, opt_state, m = train_step(params, opt_state, batch,
-                                        jax.random.fold_in(dropout_root, step))
-      collect()
-      step += 1
-      pending = (step, m)
-      at_log = step % config.log_every_steps == 0 or step == total_steps
-      at_eval = step % eval_every == 0 or step == total_steps
-      at_ckpt = step % config.checkpoint_every_steps == 0 or step == total_steps
-      if at_log or at_eval or at_ckpt:
+  interrupted = False
+  try:
+    with _StopRequest() as stop:
+      while step < total_steps and stop.signal is None:
+        batch = parallel.shard_batch(next(batches), mesh)
+        params, opt_state, m = train_step(params, opt_state, batch,
+                                          jax.random.fold_in(dropout_root, step))
         collect()
-      if at_log and window['steps']:
-        elapsed = time.perf_counter() - window['start']
-        lr = float(opt_state.hyperparams['learning_rate'])
-        images_per_sec = window['steps'] * config.batch_size / elapsed
-        writer.write(step, {'train_loss': window['loss'] / window['steps'],
-                            'learning_rate': lr, 'images_per_sec': images_per_sec})
-        rate = (time.perf_counter() - session_start) / (step - session_first_step)
-        logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | ETA %s',
-                     step, total_steps, step / steps_per_epoch, window['loss'] / window['steps'],
-                     lr, images_per_sec, _duration(rate * (total_steps - step)))
-        window.update(loss=0.0, steps=0, start=time.perf_counter())
-      if at_eval:
-        result = run_eval(ten_crop=False)
-        if plateau is not None:
-          plateau_state, dropped = plateau.update(plateau_state, result['eval_top1_error'])
-          if dropped:
-            old = float(opt_state.hyperparams['learning_rate'])
-            new = plateau.learning_rate(config.learning_rate, plateau_state)
-            opt_state.hyperparams['learning_rate'] = _replicated(mesh, new, jnp.float32)
-            logging.info('step %d: validation error stopped improving; learning rate %.3g -> %.3g '
-                         '(drop %d of at most %d).', step, old, new, plateau_state.drops,
-                         plateau.max_drops)
-      if at_ckpt:
-        save()
-    collect()
-    interrupted = stop.signal is not None
-    if interrupted:
-      save()
-      logging.info('Received %s: saved the checkpoint at step %d and stopped. Run the same '
-                   'command again to resume.', stop.signal, step)
-  if not interrupted and config.ten_crop_eval:
-    result.update(run_eval(ten_crop=True))
-  manager.wait_until_finished()
-  manager.close()
-  writer.close()
+        step += 1
+        pending = (step, m)
+        at_log = step % config.log_every_steps == 0 or step == total_steps
+        at_eval = step % eval_every == 0 or step == total_steps
+        at_ckpt = step % config.checkpoint_every_steps == 0 or step == total_steps
+        if at_log or at_eval or at_ckpt:
+          collect()
+        if at_log and window['steps']:
+          elapsed = time.perf_counter() - window['start']
+          lr = float(opt_state.hyperparams['learning_rate'])
+          images_per_sec = window['steps'] * config.batch_size / elapsed
+          writer.write(step, {'train_loss': window['loss'] / window['steps'],
+                              'learning_rate': lr, 'images_per_sec': images_per_sec})
+          rate = (time.perf_counter() - session_start) / (step - session_first_step)
+          logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | ETA %s',
+                       step, total_steps, step / steps_per_epoch, window['loss'] / window['steps'],
+                       lr, images_per_sec, _duration(rate * (total_steps - step)))
+          window.update(loss=0.0, steps=0, start=time.perf_counter())
+        if at_eval:
+          result = run_eval(ten_crop=False)
+          if plateau is not None:
+            plateau_state, dropped = plateau.update(plateau_state, result['eval_top1_error'])
+            if dropped:
+              old = float(opt_state.hyperparams['learning_rate'])
+              new = plateau.learning_rate(config.learning_rate, plateau_state)
+              opt_state.hyperparams['learning_rate'] = _replicated(mesh, new, jnp.float32)
+              logging.info('step %d: validation error stopped improving; learning rate %.3g -> %.3g '
+                           '(drop %d of at most %d).', step, old, new, plateau_state.drops,
+                           plateau.max_drops)
+        if at_ckpt:
+          save()
+      collect()
+      interrupted = stop.signal is not None
+      if interrupted:
+        if manager.latest_step() != step:
+          save()
+        logging.info('Received %s: saved the checkpoint at step %d and stopped. Run the same '
+                     'command again to resume.', stop.signal, step)
+    if not interrupted and config.ten_crop_eval:
+      result.update(run_eval(ten_crop=True))
+  finally:  # a save in flight completes even when the run stops on an error
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
   return {**result, 'step': step, 'interrupted': interrupted}
 
 
