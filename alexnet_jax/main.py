@@ -9,7 +9,11 @@ The work is done by `alexnet_jax.train.train_and_evaluate`.
 """
 
 import logging as std_logging
+import os
 import sys
+
+# TensorFlow (the input pipeline) prints C++ start-up notices; keep warnings.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 from absl import app
 from absl import flags

@@ -27,16 +27,22 @@ fields (config fields and defaults).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Iterator
 
-import numpy as np
-
 from alexnet_jax.data import fields
-from alexnet_jax.data import sources as _sources
-from alexnet_jax.data import stats as _stats
 from alexnet_jax.data.fields import default_config
-from alexnet_jax.data.sources import DataError
-from alexnet_jax.data.stats import DatasetStats
+
+# Imported on first use (PEP 562), so that `python -m alexnet_jax.data.stats`
+# and `python -m alexnet_jax.data.prepare` do not find their own module
+# already imported by this package.
+_LAZY = {'DataError': 'alexnet_jax.data.sources', 'DatasetStats': 'alexnet_jax.data.stats'}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 __all__ = ['DataError', 'DatasetInfo', 'DatasetStats', 'default_config',
            'get_dataset_info', 'train_iterator', 'eval_iterator']
@@ -66,6 +72,8 @@ class DatasetInfo:
 def get_dataset_info(config, recompute_stats: bool = False) -> DatasetInfo:
   """Loads (generating/preparing when missing) the dataset and its stats."""
   from alexnet_jax.data import pipeline
+  from alexnet_jax.data import sources as _sources
+  from alexnet_jax.data import stats as _stats
   source = _sources.load_source(config)
   s = source.image_size
   stats_dir = fields.expand(fields.get(config, 'stats_dir')) or source.location
@@ -75,7 +83,7 @@ def get_dataset_info(config, recompute_stats: bool = False) -> DatasetInfo:
 
   st = _stats.load_or_compute(stats_dir, s, batches, force=recompute_stats)
   if st.mean_image.shape != (s, s, 3):
-    raise DataError(f'{_stats.stats_path(stats_dir, s)} has a mean image of '
+    raise _sources.DataError(f'{_stats.stats_path(stats_dir, s)} has a mean image of '
                     f'shape {st.mean_image.shape}, expected {(s, s, 3)}; '
                     f'delete it to recompute.')
   return DatasetInfo(
@@ -103,5 +111,3 @@ def eval_iterator(config, info: DatasetInfo, ten_crop: bool = False,
   return pipeline.eval_dataset(config, info, ten_crop, process_index,
                                process_count).as_numpy_iterator()
 
-
-del np
