@@ -80,5 +80,9 @@ def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'No checkpoint in {directory}.')
-    state = manager.restore(step, args=ocp.args.StandardRestore())
+    # Restore onto this process's first device, whatever mesh wrote it.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          manager.item_metadata(step))
+    state = manager.restore(step, args=ocp.args.StandardRestore(target))
   return step, jax.tree.map(np.asarray, state['params'])

@@ -18,7 +18,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
 from alexnet_jax import checkpoint
@@ -59,8 +58,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_QuietOrbax())
-  logging.info('JAX %s, backend %s, %d devices in %d processes.', jax.__version__,
-               jax.default_backend(), jax.device_count(), jax.process_count())
   try:
     result = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except USER_ERRORS as e:

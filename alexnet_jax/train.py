@@ -89,7 +89,7 @@ def _mesh_model_size(config: ml_collections.ConfigDict, towers: int) -> int:
 
 
 def _replicated(mesh, value, dtype):
-  return jax.device_put(jnp.asarray(value, dtype), NamedSharding(mesh, P()))
+  return jax.device_put(np.asarray(value, dtype), NamedSharding(mesh, P()))
 
 
 def _plateau_arrays(mesh, state: optim.PlateauState) -> dict:
@@ -127,6 +127,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     parallel.initialize_distributed(config.distributed.coordinator_address,
                                     config.distributed.num_processes,
                                     config.distributed.process_id)
+  logging.info('JAX %s, backend %s, %d devices in %d processes (this is process %d).',
+               jax.__version__, jax.default_backend(), jax.device_count(), jax.process_count(),
+               jax.process_index())
 
   info = data.get_dataset_info(config)
   model = model_lib.from_config(config.model, info.num_classes,

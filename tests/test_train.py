@@ -250,3 +250,33 @@ def test_missing_dataset(tmp_path):
                     timeout=120)
   assert result.returncode == 1
   assert 'nowhere' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_two_processes_one_tower_each_match_one_process(data_dir, uninterrupted, tmp_path):
+  """The multi-machine path: jax.distributed on 127.0.0.1, one CPU device per
+  process, mesh.model=2 (tower 0 in process 0, tower 1 in process 1), both
+  reading the same rows. Same parameters as the single-device run."""
+  import socket
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  workdir = str(tmp_path)
+  flags = small_flags(data_dir, **{'distributed.enabled': True, 'mesh.model': 2,
+                                   'distributed.coordinator_address': f'127.0.0.1:{port}',
+                                   'distributed.num_processes': 2})
+  procs = [run_main(workdir, flags + [f'--config.distributed.process_id={i}'], wait=False)
+           for i in range(2)]
+  try:
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  assert 'in 2 processes (this is process 1)' in outputs[1]
+  step, params = final_params(workdir)
+  ref_step, ref = final_params(uninterrupted[0])
+  assert step == ref_step == STEPS
+  for name, value in ref.items():
+    np.testing.assert_allclose(params[name], value, rtol=0, atol=1e-5 * np.abs(value).max(),
+                               err_msg=name)
