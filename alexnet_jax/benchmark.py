@@ -23,15 +23,6 @@ from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax import parallel
 
-_BATCH = flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
-_STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps.')
-_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-_TOWERS = flags.DEFINE_integer('towers', 2, 'Towers of the network (1 or 2).')
-_IMAGE = flags.DEFINE_integer('image_size', 224, 'Input side in pixels.')
-_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Output classes.')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
-_DATA = flags.DEFINE_integer('mesh_data', -1, "Devices on the 'data' axis (-1: the rest).")
-_MODEL = flags.DEFINE_integer('mesh_model', 1, "Devices on the 'model' axis (1 or 2).")
 
 
 def benchmark(model: model_lib.AlexNet, batch_size: int, steps: int, warmup: int,
@@ -63,16 +54,32 @@ def benchmark(model: model_lib.AlexNet, batch_size: int, steps: int, warmup: int
           'step_s': median, 'images_per_s': batch_size / median}
 
 
+def _define_flags():
+  """Command-line flags (defined only when run as a program, so that other
+  programs can import `benchmark`)."""
+  flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
+  flags.DEFINE_integer('steps', 5, 'Timed steps.')
+  flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+  flags.DEFINE_integer('towers', 2, 'Towers of the network (1 or 2).')
+  flags.DEFINE_integer('image_size', 224, 'Input side in pixels.')
+  flags.DEFINE_integer('num_classes', 1000, 'Output classes.')
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+  flags.DEFINE_integer('mesh_data', -1, "Devices on the 'data' axis (-1: the rest).")
+  flags.DEFINE_integer('mesh_model', 1, "Devices on the 'model' axis (1 or 2).")
+
+
 def main(argv):
   del argv
-  model = model_lib.AlexNet(num_classes=_CLASSES.value, towers=_TOWERS.value,
-                            image_size=_IMAGE.value, dtype=jnp.dtype(_DTYPE.value))
-  r = benchmark(model, _BATCH.value, _STEPS.value, _WARMUP.value, _DATA.value, _MODEL.value)
-  print(f"backend={r['backend']} mesh={r['devices']} batch={_BATCH.value} "
-        f"towers={_TOWERS.value} dtype={_DTYPE.value} image={_IMAGE.value}")
+  f = flags.FLAGS
+  model = model_lib.AlexNet(num_classes=f.num_classes, towers=f.towers,
+                            image_size=f.image_size, dtype=jnp.dtype(f.dtype))
+  r = benchmark(model, f.batch_size, f.steps, f.warmup, f.mesh_data, f.mesh_model)
+  print(f"backend={r['backend']} mesh={r['devices']} batch={f.batch_size} "
+        f"towers={f.towers} dtype={f.dtype} image={f.image_size}")
   print(f"compile {r['compile_s']:.1f} s | step {r['step_s'] * 1e3:.0f} ms (median of "
-        f"{_STEPS.value}) | {r['images_per_s']:.1f} images/s")
+        f"{f.steps}) | {r['images_per_s']:.1f} images/s")
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

@@ -22,6 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Schedule (section 5): batch 128, ~90 epochs.
   c.batch_size = 128            # global, over all devices and processes
+  c.eval_batch_size = 0         # global; 0: batch_size (ten-crop batches hold 10x the images)
   c.num_epochs = 90
   c.num_train_steps = -1        # -1: num_epochs of the training split
   c.eval_every_steps = -1       # -1: once per epoch

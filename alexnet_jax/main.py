@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from alexnet_jax import checkpoint
 from alexnet_jax import data
+from alexnet_jax import errors
 from alexnet_jax import train
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
@@ -31,8 +32,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 # Errors that mean "the user asked for something that cannot be done": one
 # paragraph and exit status 1 instead of a traceback.
-USER_ERRORS = (data.DataError, checkpoint.CheckpointMismatchError, train.WorkdirError,
-               train.NonFiniteLossError, ValueError)
+USER_ERRORS = (errors.ConfigError, data.DataError, checkpoint.CheckpointMismatchError,
+               train.WorkdirError, train.NonFiniteLossError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -61,7 +62,6 @@ def main(argv):
   try:
     result = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except USER_ERRORS as e:
-    logging.debug('Details:', exc_info=True)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
   logging.info('Finished at step %d: %s', result['step'],

@@ -24,14 +24,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from alexnet_jax import errors
 from alexnet_jax import layers
 
 # Section 3.5 and Figure 2: kernels per conv layer, both towers together.
 PAPER_CONV_FEATURES = (96, 256, 384, 384, 256)
-# Section 6.1 / footnote 2: the one-tower comparison net halves every conv
+# Section 3.2 / footnote 2: the one-tower comparison net halves every conv
 # layer but the last, "nor the fully-connected layers which follow".
 ONE_TOWER_CONV_FEATURES = (48, 128, 192, 192, 256)
-CONV6_FEATURES = 256
 LRN_CONVENTIONS = ('paper', 'cuda_convnet')
 
 
@@ -61,7 +61,7 @@ class AlexNet(nn.Module):
   Attributes:
     num_classes: output classes (1000 for ILSVRC).
     towers: 2 (the paper's network) or 1 (the comparison net with half the
-      kernels in conv1-conv4, section 6.1).
+      kernels in conv1-conv4, section 3.2).
     image_size: input side in pixels (224 in the paper).
     conv_features: kernels of conv1..conv5, both towers together; None picks
       the paper's choice for `towers`.
@@ -71,7 +71,7 @@ class AlexNet(nn.Module):
     pool_window, pool_stride: max-pooling (3, 2 = overlapping, section 3.4;
       2, 2 = the non-overlapping comparison).
     activation: 'relu' (section 3.1) or 'tanh'.
-    conv6: add a sixth conv layer (256 kernels 3x3, own tower) after the last
+    conv6: add a sixth conv layer (3x3, as many kernels as conv5, own tower) after the last
       pooling layer, as in the nets pre-trained on ImageNet Fall 2011 (section 6).
     dropout_rate: dropout on fc6 and fc7 (0.5, section 4.2); inverted dropout.
     init_std: standard deviation of the initial weights, N(0, 0.01) in
@@ -102,7 +102,7 @@ class AlexNet(nn.Module):
 
   def _validate(self):
     def fail(message):
-      raise ValueError(f'AlexNet: {message}')
+      raise errors.ConfigError(f'AlexNet: {message}')
     if self.towers not in (1, 2):
       fail(f'towers must be 1 or 2, got {self.towers}.')
     if not 0.0 <= self.dropout_rate < 1.0:
@@ -115,7 +115,7 @@ class AlexNet(nn.Module):
       fail(f'num_classes={self.num_classes} cannot be split evenly over {self.towers} towers; '
            'use an even class count or towers=1.')
     features = self.features_per_layer
-    if len(features) != 5 or any(f < 1 or f % self.towers for f in features[:5]):
+    if len(features) != 5 or any(f < 1 or f % self.towers for f in features):
       fail(f'conv_features must be 5 positive counts divisible by towers={self.towers}, '
            f'got {features}.')
     if self.fc_features < 1 or self.fc_features % self.towers:
@@ -145,7 +145,7 @@ class AlexNet(nn.Module):
   def feature_map_sizes(self) -> tuple[int, ...]:
     """Spatial sides after conv1, pool1, pool2, pool5: (55, 27, 13, 6) for 224."""
     pool = lambda s: (s - self.pool_window) // self.pool_stride + 1
-    s1 = 1 + math.ceil((self.image_size - 11) / 4)
+    s1 = (self.image_size + conv1_padding(self.image_size) - 11) // 4 + 1
     s2 = pool(s1)
     s3 = pool(s2)
     return s1, s2, s3, pool(s3)
@@ -208,7 +208,7 @@ class AlexNet(nn.Module):
     xs = each(act, conv('conv4', c4, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
     xs = each(lambda x: pool(act(x)), conv('conv5', c5, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
     if self.conv6:
-      xs = each(act, conv('conv6', CONV6_FEATURES // t, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
+      xs = each(act, conv('conv6', c5, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
 
     x = self._cross_towers(xs)
     x = x.reshape(x.shape[0], -1)  # (H, W, C) order
@@ -242,5 +242,5 @@ def from_config(model_config, num_classes: int, **overrides) -> AlexNet:
   known = {f.name for f in dataclasses.fields(AlexNet)}
   unknown = sorted(set(fields) - known)
   if unknown:
-    raise ValueError(f'Unknown model fields {unknown}; AlexNet accepts {sorted(known - {"parent", "name"})}.')
+    raise errors.ConfigError(f'Unknown model fields {unknown}; AlexNet accepts {sorted(known - {"parent", "name"})}.')
   return AlexNet(num_classes=num_classes, **{**fields, **overrides})

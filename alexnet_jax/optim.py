@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
+from alexnet_jax import errors
+
 
 def is_bias(params: Any) -> Any:
   """A pytree of bools like `params`: True for leaves named 'bias'."""
@@ -108,7 +110,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
   elif config.lr_policy == 'plateau':
     rate = config.learning_rate
   else:
-    raise ValueError(f"lr_policy must be 'plateau' or 'steps', got {config.lr_policy!r}.")
+    raise errors.ConfigError(f"lr_policy must be 'plateau' or 'steps', got {config.lr_policy!r}.")
   return optax.inject_hyperparams(paper_sgd, static_args=('decay_biases', 'bias_lr_multiplier'))(
       learning_rate=rate, momentum=config.momentum, weight_decay=config.weight_decay,
       decay_biases=config.decay_biases, bias_lr_multiplier=config.bias_lr_multiplier)

@@ -37,28 +37,35 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from alexnet_jax import errors
 from alexnet_jax.model import AlexNet
 
 MESH_AXES = ('data', 'model')
 
 
 def mesh_shape(data: int, model: int, num_devices: int, towers: int = 2) -> tuple[int, int]:
-  """Resolves config.mesh (data=-1: all remaining devices) to a (data, model) shape.
+  """Resolves config.mesh to a (data, model) shape.
 
-  Raises ValueError naming the numbers when the mesh cannot be built.
+  data=-1: all devices not on the model axis. model=-1: one tower per device
+  (2) when the network has two towers and the devices can be paired, else 1.
+  Raises ConfigError naming the numbers when the mesh cannot be built.
   """
+  if model == -1:
+    pairable = num_devices % 2 == 0 if data == -1 else 2 * data <= num_devices
+    model = 2 if towers == 2 and num_devices >= 2 and pairable else 1
   if model not in (1, 2):
-    raise ValueError(f'mesh.model must be 1 or 2 (one device per tower), got {model}.')
+    raise errors.ConfigError(f'mesh.model must be 1 or 2 (one device per tower), or -1, '
+                             f'got {model}.')
   if model > towers:
-    raise ValueError(f'mesh.model={model} needs a network with {model} towers, '
-                     f'but model.towers={towers}.')
+    raise errors.ConfigError(f'mesh.model={model} needs a network with {model} towers, '
+                             f'but model.towers={towers}.')
   if data == -1:
     if num_devices % model:
-      raise ValueError(f'mesh.model={model} does not divide the {num_devices} devices.')
+      raise errors.ConfigError(f'mesh.model={model} does not divide the {num_devices} devices.')
     data = num_devices // model
   if data < 1 or data * model > num_devices:
-    raise ValueError(f'mesh data={data} x model={model} needs {data * model} devices, '
-                     f'but {num_devices} are available; lower mesh.data or mesh.model.')
+    raise errors.ConfigError(f'mesh data={data} x model={model} needs {data * model} devices, '
+                             f'but {num_devices} are available; lower mesh.data or mesh.model.')
   return data, model
 
 
@@ -74,15 +81,15 @@ def make_mesh(data: int = -1, model: int = 1, towers: int = 2,
 def check_batch_size(global_batch: int, mesh: jax.sharding.Mesh) -> None:
   data = mesh.shape['data']
   if global_batch % data:
-    raise ValueError(f'The global batch of {global_batch} cannot be split over the '
-                     f'{data} devices of the data axis; choose a multiple of {data}.')
+    raise errors.ConfigError(f'The global batch of {global_batch} cannot be split over the '
+                             f'{data} devices of the data axis; choose a multiple of {data}.')
 
 
 def model_for_mesh(model: AlexNet, mesh: jax.sharding.Mesh) -> AlexNet:
   """The network as one device of `mesh` runs it: one tower per device when model=2."""
   if mesh.shape['model'] > model.towers:
-    raise ValueError(f"The mesh's model axis has {mesh.shape['model']} devices (one per tower), "
-                     f'but the network has towers={model.towers}; use mesh.model=1.')
+    raise errors.ConfigError(f"The mesh's model axis has {mesh.shape['model']} devices (one per tower), "
+                             f'but the network has towers={model.towers}; use mesh.model=1.')
   return model.clone(model_axis='model' if mesh.shape['model'] == 2 else None)
 
 
@@ -110,8 +117,8 @@ def shard_batch(batch: dict, mesh: jax.sharding.Mesh) -> dict:
   shards = len(_process_data_blocks(mesh))  # row blocks this process feeds
   for k, v in arrays.items():
     if not v.ndim or v.shape[0] % shards:
-      raise ValueError(f'batch[{k!r}] has {v.shape[0] if v.ndim else 0} rows in this process, '
-                       f'which cannot be split over its {shards} devices of the data axis.')
+      raise errors.ConfigError(f'batch[{k!r}] has {v.shape[0] if v.ndim else 0} rows in this process, '
+                               f'which cannot be split over its {shards} devices of the data axis.')
     check_batch_size(v.shape[0] // shards * mesh.shape['data'], mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()}
 
@@ -127,8 +134,8 @@ def process_rows(global_batch: int, mesh: jax.sharding.Mesh) -> slice:
   check_batch_size(global_batch, mesh)
   blocks = _process_data_blocks(mesh)
   if blocks != list(range(blocks[0], blocks[-1] + 1)):
-    raise ValueError(f'Process {jax.process_index()} holds the non-contiguous data blocks '
-                     f'{blocks} of the mesh {dict(mesh.shape)}; order the mesh devices by process.')
+    raise errors.ConfigError(f'Process {jax.process_index()} holds the non-contiguous data blocks '
+                             f'{blocks} of the mesh {dict(mesh.shape)}; order the mesh devices by process.')
   size = global_batch // mesh.shape['data']
   return slice(blocks[0] * size, (blocks[-1] + 1) * size)
 
@@ -138,8 +145,8 @@ def _process_data_blocks(mesh: jax.sharding.Mesh) -> list[int]:
   blocks = sorted({i for (i, _), d in np.ndenumerate(mesh.devices)
                    if d.process_index == jax.process_index()})
   if not blocks:
-    raise ValueError(f'Process {jax.process_index()} holds no device of the mesh '
-                     f'{dict(mesh.shape)}.')
+    raise errors.ConfigError(f'Process {jax.process_index()} holds no device of the mesh '
+                             f'{dict(mesh.shape)}.')
   return blocks
 
 
@@ -157,8 +164,8 @@ def input_shard(global_batch: int, mesh: jax.sharding.Mesh) -> tuple[int, int]:
   rows = process_rows(global_batch, mesh)
   size = rows.stop - rows.start
   if rows.start % size:
-    raise ValueError(f'Process {jax.process_index()} holds rows {rows.start}..{rows.stop} of the '
-                     f'global batch of {global_batch}, not an equal share of it.')
+    raise errors.ConfigError(f'Process {jax.process_index()} holds rows {rows.start}..{rows.stop} of the '
+                             f'global batch of {global_batch}, not an equal share of it.')
   return rows.start // size, global_batch // size
 
 
@@ -192,7 +199,8 @@ def make_train_step(model: AlexNet, tx: optax.GradientTransformation,
   batch: {'image': (B, S, S, 3) float32, 'label': (B,) int32} global arrays
   sharded over 'data' (see `shard_batch`). dropout_key: this step's key; the
   mask of each example depends only on the key and its row in the global
-  batch. metrics: {'loss': mean cross-entropy, 'top1_error': fraction}.
+  batch. metrics: {'loss': mean cross-entropy, 'top1_error': fraction,
+  'update_norm': global L2 norm of the velocity added to the parameters}.
   Parameters and optimizer state are donated.
   """
   forward = _sharded_forward(model, mesh, train=True)
@@ -208,7 +216,8 @@ def make_train_step(model: AlexNet, tx: optax.GradientTransformation,
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     top1_error = jnp.mean(jnp.argmax(logits, -1) != batch['label'])
-    return params, opt_state, {'loss': loss, 'top1_error': top1_error}
+    return params, opt_state, {'loss': loss, 'top1_error': top1_error,
+                               'update_norm': optax.tree.norm(updates)}
 
   return jax.jit(step, donate_argnums=(0, 1))
 
@@ -285,13 +294,13 @@ def initialize_distributed(coordinator_address: str | None = None,
   num_processes = None if num_processes in (None, -1) else num_processes
   process_id = None if process_id in (None, -1) else process_id
   if num_processes is not None and num_processes < 1:
-    raise ValueError(f'num_processes must be at least 1 (or -1: detect), got {num_processes}.')
+    raise errors.ConfigError(f'num_processes must be at least 1 (or -1: detect), got {num_processes}.')
   if process_id is not None and process_id < 0:
-    raise ValueError(f'process_id must be 0 or more (or -1: detect), got {process_id}.')
+    raise errors.ConfigError(f'process_id must be 0 or more (or -1: detect), got {process_id}.')
   if (num_processes is not None and process_id is not None
       and not 0 <= process_id < num_processes):
-    raise ValueError(f'process_id={process_id} must lie in 0..{num_processes - 1} '
-                     f'for num_processes={num_processes}.')
+    raise errors.ConfigError(f'process_id={process_id} must lie in 0..{num_processes - 1} '
+                             f'for num_processes={num_processes}.')
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id,
                              local_device_ids=local_device_ids,

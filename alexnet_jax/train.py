@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -38,7 +39,7 @@ from alexnet_jax import parallel
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or infinite."""
+  """The training loss or the parameter update became NaN or infinite."""
 
 
 class WorkdirError(OSError):
@@ -81,13 +82,6 @@ def _prepare_workdir(workdir: str) -> None:
                        'Choose a --workdir you can write to, or fix its permissions.')
 
 
-def _mesh_model_size(config: ml_collections.ConfigDict, towers: int) -> int:
-  """config.mesh.model, where -1 means one tower per device when there are two or more."""
-  if config.mesh.model != -1:
-    return config.mesh.model
-  return 2 if towers == 2 and jax.device_count() >= 2 else 1
-
-
 def _replicated(mesh, value, dtype):
   return jax.device_put(np.asarray(value, dtype), NamedSharding(mesh, P()))
 
@@ -101,6 +95,19 @@ def _plateau_arrays(mesh, state: optim.PlateauState) -> dict:
 def _plateau_state(arrays: dict) -> optim.PlateauState:
   return optim.PlateauState(float(arrays['best_error']), int(arrays['evals_since_best']),
                             int(arrays['drops']))
+
+
+def _dataset_info(config: ml_collections.ConfigDict) -> data.DatasetInfo:
+  """data.get_dataset_info, run by process 0 first so that processes sharing a
+  filesystem do not generate, prepare or write statistics at the same time."""
+  if jax.process_count() == 1:
+    return data.get_dataset_info(config)
+  if jax.process_index() == 0:
+    info = data.get_dataset_info(config)
+  multihost_utils.sync_global_devices('alexnet_jax: data ready')
+  if jax.process_index() != 0:  # finds what process 0 wrote (or prepares its own copy)
+    info = data.get_dataset_info(config)
+  return info
 
 
 def evaluate(eval_step, params, mesh, batches) -> dict:
@@ -131,11 +138,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                jax.__version__, jax.default_backend(), jax.device_count(), jax.process_count(),
                jax.process_index())
 
-  info = data.get_dataset_info(config)
+  info = _dataset_info(config)
   model = model_lib.from_config(config.model, info.num_classes,
                                 image_size=config.input.crop_size)
-  mesh = parallel.make_mesh(config.mesh.data, _mesh_model_size(config, model.towers), model.towers)
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model, model.towers)
   parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size or config.batch_size, mesh)
   # Which rows of every global batch this process reads (processes holding
   # the two towers of one data block read the same rows).
   shard_index, shard_count = parallel.input_shard(config.batch_size, mesh)
@@ -206,10 +214,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       return
     done_step, m = pending
     pending = None
-    loss = float(m['loss'])
-    if not math.isfinite(loss):
+    loss, update_norm = float(m['loss']), float(m['update_norm'])
+    if not (math.isfinite(loss) and math.isfinite(update_norm)):
       raise NonFiniteLossError(
-          f'The training loss became {loss} at step {done_step}; stopping. The last good '
+          f'The training loss became {loss} (update norm {update_norm}) at step {done_step}; '
+          'stopping. The last good '
           f'checkpoint (step {manager.latest_step()}) is kept in {manager.directory}. '
           'Lower config.learning_rate or check the input data.')
     window['loss'] += loss
@@ -244,7 +253,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if at_eval:
           result = run_eval(ten_crop=False)
           if plateau is not None:
-            plateau_state, dropped = plateau.update(plateau_state, result['eval_top1_error'])
+            # In float32, as the checkpoint stores it, so a resumed run decides alike.
+            error = float(np.float32(result['eval_top1_error']))
+            plateau_state, dropped = plateau.update(plateau_state, error)
             if dropped:
               old = float(opt_state.hyperparams['learning_rate'])
               new = plateau.learning_rate(config.learning_rate, plateau_state)

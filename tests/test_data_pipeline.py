@@ -7,6 +7,7 @@ import tensorflow as tf
 from alexnet_jax import data
 from alexnet_jax.data import augment
 from alexnet_jax.data import pipeline
+from alexnet_jax.data import stats as stats_lib
 
 S, C = 32, 28  # stored side, crop side of the tiny dataset
 N_TRAIN, N_VAL = 40, 22
@@ -44,7 +45,14 @@ def test_info(tiny):
   assert info.stats.mean_image.shape == (S, S, 3)
   assert info.stats.mean_image.dtype == np.float32
   assert info.stats.eigvals.shape == (3,) and info.stats.eigvecs.shape == (3, 3)
-  # Reused, not recomputed, the second time.
+
+def test_stats_are_reused_not_recomputed(tiny, monkeypatch):
+  config, info = tiny
+
+  def fail(*args, **kwargs):
+    raise AssertionError('statistics recomputed although the file exists')
+
+  monkeypatch.setattr(stats_lib, 'compute', fail)
   again = data.get_dataset_info(config)
   np.testing.assert_array_equal(again.stats.mean_image, info.stats.mean_image)
 

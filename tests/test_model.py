@@ -43,11 +43,9 @@ def expected_params(towers=2, conv=(96, 256, 384, 384, 256), fc=4096, classes=10
       'conv4': 3 * 3 * (c3 // t) * c4 + c4,
       'conv5': 3 * 3 * (c4 // t) * c5 + c5,
   }
-  last = c5
-  if conv6:
-    counts['conv6'] = 3 * 3 * (c5 // t) * 256 + 256
-    last = 256
-  counts['fc6'] = side * side * last * fc + fc
+  if conv6:  # as many kernels as conv5
+    counts['conv6'] = 3 * 3 * (c5 // t) * c5 + c5
+  counts['fc6'] = side * side * c5 * fc + fc
   counts['fc7'] = fc * fc + fc
   counts['fc8'] = fc * classes + classes
   return counts

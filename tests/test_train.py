@@ -102,7 +102,7 @@ def wait_for_checkpoint(workdir, step, proc, timeout=240):
 def uninterrupted(data_dir, tmp_path_factory):
   """One complete run of STEPS steps, shared by the tests that compare against it."""
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
-  result = train.train_and_evaluate(small_config(data_dir), workdir)
+  result = train.train_and_evaluate(small_config(data_dir, ten_crop_eval=True), workdir)
   return workdir, result
 
 
@@ -119,6 +119,12 @@ def test_run_writes_metrics_checkpoints_tensorboard(uninterrupted):
   for r in eval_rows:
     assert 0 <= r['eval_top5_error'] <= r['eval_top1_error'] <= 1
   assert result['eval_top1_error'] == eval_rows[-1]['eval_top1_error']
+  assert all(r['eval_loss'] > 0 for r in eval_rows)
+  # The final ten-crop test (section 4.1), after the last step.
+  ten = [r for r in rows if 'eval_ten_crop_top1_error' in r]
+  assert [r['step'] for r in ten] == [STEPS] and ten[0] == {
+      'step': STEPS, **{k: result[k] for k in ('eval_ten_crop_loss', 'eval_ten_crop_top1_error',
+                                               'eval_ten_crop_top5_error')}}
   # Checkpoints every 3 steps and at the end; the last 3 are kept.
   assert sorted(int(p) for p in os.listdir(os.path.join(workdir, 'checkpoints'))) == [6, 9, 12]
   assert any(p.startswith('events.out.tfevents') for p in os.listdir(os.path.join(workdir, 'tensorboard')))
@@ -126,7 +132,7 @@ def test_run_writes_metrics_checkpoints_tensorboard(uninterrupted):
     assert json.load(f)['batch_size'] == 32
 
 
-def test_plateau_drops_are_logged_and_checkpointed(uninterrupted):
+def test_plateau_drops_reach_the_rate_and_the_checkpoint(uninterrupted):
   """With patience 1 any evaluation that does not improve divides the rate by 10."""
   workdir, _ = uninterrupted
   rows = read_metrics(workdir)
@@ -139,6 +145,15 @@ def test_plateau_drops_are_logged_and_checkpointed(uninterrupted):
       expected_drops += 1
   rates = [r['learning_rate'] for r in rows if 'learning_rate' in r]
   assert np.isclose(rates[-1], 0.01 * 0.1 ** expected_drops, rtol=1e-5)
+  # The final checkpoint holds the policy's memory and the run-time rate.
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
+                             item_handlers=ocp.StandardCheckpointHandler()) as manager:
+    state = manager.restore(STEPS, args=ocp.args.StandardRestore())
+  drops_after_last_eval = expected_drops + (errors[-1] >= min(errors[:-1]) - 0.001)
+  assert int(state['plateau']['drops']) == drops_after_last_eval
+  assert np.isclose(float(state['plateau']['best_error']), min(errors), rtol=1e-6)
+  assert np.isclose(float(state['opt_state']['hyperparams']['learning_rate']),
+                    0.01 * 0.1 ** drops_after_last_eval, rtol=1e-5)
 
 
 def test_loss_decreases(data_dir, tmp_path):

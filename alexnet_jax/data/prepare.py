@@ -56,7 +56,7 @@ def decode_rgb(encoded: bytes):
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
-def process_one(name: str, src, image_size: int, quality: int = 90):
+def process_one(src, image_size: int, quality: int = 90):
   """(jpeg bytes | None, reason). ``src`` is bytes or a file path."""
   try:
     data = _read(src)
@@ -68,7 +68,6 @@ def process_one(name: str, src, image_size: int, quality: int = 90):
   except (tf.errors.OpError, OSError, ValueError) as e:  # never stop
     msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
     return None, msg
-  del name
 
 
 def write_split(items: Iterable[tuple[str, object, int]], out_dir: str,
@@ -77,8 +76,9 @@ def write_split(items: Iterable[tuple[str, object, int]], out_dir: str,
   """Prepares one split. items: (name, bytes-or-path, label) in order.
 
   Returns {'num_examples', 'num_skipped', 'skipped': [(name, reason)],
-  'shards': [file names]}. Written atomically: shards go to a temporary
-  name and meta.json is the last thing written by ``prepare_dataset``.
+  'shards': [file names]}. meta.json, written last and atomically by
+  ``prepare_dataset``, marks a complete preparation: shards left by an
+  interrupted one are rewritten on the next run.
   """
   from array_record.python.array_record_module import ArrayRecordWriter
   os.makedirs(out_dir, exist_ok=True)
@@ -100,7 +100,7 @@ def write_split(items: Iterable[tuple[str, object, int]], out_dir: str,
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for chunk in chunks(iter(items), 256 * workers):
       results = pool.map(
-          lambda it: process_one(it[0], it[1], image_size, quality), chunk)
+          lambda it: process_one(it[1], image_size, quality), chunk)
       for (name, _, label), (jpeg, reason) in zip(chunk, results):
         if jpeg is None:
           logging.warning('Skipping undecodable image %s (%s)', name, reason)

@@ -138,14 +138,14 @@ def load_or_compute(directory: str, image_size: int, batches_fn,
 
 
 def describe(stats: DatasetStats) -> str:
-  np.set_printoptions(precision=4, suppress=True)
-  return (f'images: {stats.num_images}\n'
-          f'mean image: {stats.mean_image.shape}, overall RGB mean '
-          f'{stats.rgb_mean}\n'
-          f'RGB covariance (0..255 units):\n{stats.covariance}\n'
-          f'eigenvalues: {stats.eigvals}  (in [0,1] units: '
-          f'{stats.eigvals / 255.0**2})\n'
-          f'eigenvectors (columns):\n{stats.eigvecs}')
+  with np.printoptions(precision=4, suppress=True):
+    return (f'images: {stats.num_images}\n'
+            f'mean image: {stats.mean_image.shape}, overall RGB mean '
+            f'{stats.rgb_mean}\n'
+            f'RGB covariance (0..255 units):\n{stats.covariance}\n'
+            f'eigenvalues: {stats.eigvals}  (in [0,1] units: '
+            f'{stats.eigvals / 255.0**2})\n'
+            f'eigenvectors (columns):\n{stats.eigvecs}')
 
 
 def main(argv):
