@@ -21,7 +21,9 @@ class MetricsWriter:
     self._tb = tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard')) if enabled else None
 
   def truncate_after(self, step: int) -> None:
-    """Drops lines logged after `step`: a resumed run logs those steps again."""
+    """Drops metrics.jsonl lines logged after `step`: a resumed run logs those
+    steps again. (TensorBoard event files are append-only: there the steps
+    run twice show twice.)"""
     if not self.enabled or not os.path.exists(self.path):
       return
     with open(self.path) as f:
