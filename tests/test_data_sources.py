@@ -106,6 +106,28 @@ def test_mock_imagenette_is_prepared_and_read(tmp_path):
   assert 0 <= b['label'].min() and b['label'].max() < 10
 
 
+def test_mock_imagenet2012_is_prepared_and_read(tmp_path):
+  """The ImageNet path (TFDS build -> prepared SxS JPEGs -> training batches)
+  under tfds.testing.mock_data; the archives only need to exist."""
+  manual = tmp_path / 'downloads' / 'manual'
+  manual.mkdir(parents=True)
+  for archive in ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar'):
+    (manual / archive).write_bytes(b'')
+  config = data.default_config('imagenet2012', str(tmp_path), image_size=32,
+                               batch_size=4, crop_size=24)
+  with tfds.testing.mock_data(num_examples=12):
+    info = data.get_dataset_info(config)
+  assert info.num_classes == 1000 and info.class_names[0] == 'n01440764'
+  assert (info.num_train_examples, info.num_eval_examples) == (12, 12)
+  assert info.stats.mean_image.shape == (32, 32, 3)
+  b = next(data.train_iterator(config, info))
+  assert b['image'].shape == (4, 24, 24, 3) and b['image'].dtype == np.float32
+  assert ((0 <= b['label']) & (b['label'] < 1000)).all()
+  ev = list(data.eval_iterator(config, info, ten_crop=True))
+  assert sum(int(e['mask'].sum()) for e in ev) == 12
+  assert ev[0]['image'].shape == (4, 10, 24, 24, 3)
+
+
 def test_imagenet_without_archives_names_them(tmp_path):
   config = data.default_config('imagenet2012', str(tmp_path))
   with pytest.raises(data.DataError) as e:
