@@ -37,9 +37,14 @@ USER_ERRORS = (errors.ConfigError, data.DataError, checkpoint.CheckpointMismatch
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a one-line error for a misspelt --config.<field>."""
+  """absl's flag parsing, with a short error for a missing config file or a
+  misspelt --config.<field>."""
   try:
-    return flags.FLAGS(argv)
+    argv = flags.FLAGS(argv)
+    flags.FLAGS.config.keys()  # loads the file (lazily loaded): fails here if it is missing
+    return argv
+  except OSError as e:  # the config file is missing or does not load
+    print(f'error: {e}', file=sys.stderr)
   except flags.Error as e:
     print(f'error: {e}\nPass --helpfull to see the flags.', file=sys.stderr)
   except (AttributeError, KeyError) as e:  # ml_collections: no such config field

@@ -10,7 +10,7 @@ crops and narrower layers.
 
 Result (measured 2026-11-26 on this project's 2-core AMD EPYC CPU machine,
 nothing else running, the command above with a fresh ~/tensorflow_datasets):
-the whole run took 400 s wall time (dataset generation and statistics 9 s,
+the whole run took 369 s wall time (dataset generation and statistics 9 s,
 1,170 steps at about 500 images/s, 30 evaluations, the ten-crop test);
 final validation top-1 / top-5 error 0.8% / 0.0% with the center crop and
 0.7% / 0.0% with ten crops. The plateau policy divided the learning rate by

@@ -243,6 +243,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
 @pytest.mark.parametrize('flag, message', [
     ('--config.no_such_field=1', 'no_such_field'),
     ('--config.batch_size=many', 'batch_size'),
+    ('--config=/nonexistent/config.py', '/nonexistent/config.py'),  # the last --config wins
 ])
 def test_bad_flags(data_dir, tmp_path, flag, message):
   result = run_main(str(tmp_path), [f'--config.data_dir={data_dir}', flag], timeout=120)
