@@ -199,8 +199,7 @@ def make_train_step(model: AlexNet, tx: optax.GradientTransformation,
   batch: {'image': (B, S, S, 3) float32, 'label': (B,) int32} global arrays
   sharded over 'data' (see `shard_batch`). dropout_key: this step's key; the
   mask of each example depends only on the key and its row in the global
-  batch. metrics: {'loss': mean cross-entropy, 'top1_error': fraction,
-  'update_norm': global L2 norm of the velocity added to the parameters}.
+  batch. metrics: {'loss': mean cross-entropy, 'top1_error': fraction}.
   Parameters and optimizer state are donated.
   """
   forward = _sharded_forward(model, mesh, train=True)
@@ -216,8 +215,7 @@ def make_train_step(model: AlexNet, tx: optax.GradientTransformation,
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     top1_error = jnp.mean(jnp.argmax(logits, -1) != batch['label'])
-    return params, opt_state, {'loss': loss, 'top1_error': top1_error,
-                               'update_norm': optax.tree.norm(updates)}
+    return params, opt_state, {'loss': loss, 'top1_error': top1_error}
 
   return jax.jit(step, donate_argnums=(0, 1))
 

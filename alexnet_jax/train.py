@@ -39,7 +39,13 @@ from alexnet_jax import parallel
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The training loss or the parameter update became NaN or infinite."""
+  """The training loss or the parameters became NaN or infinite."""
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+  """True when every element of every array in `tree` is finite (run before each save)."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 class WorkdirError(OSError):
@@ -181,6 +187,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   plateau_state = _plateau_state(state['plateau'])
 
   def save():
+    # The loss checked so far came from the parameters before the last update:
+    # make sure that update did not overflow before keeping its result.
+    if not bool(all_finite(params)):
+      raise NonFiniteLossError(
+          f'The parameters became NaN or infinite at step {step}; stopping. The last good '
+          f'checkpoint (step {manager.latest_step()}) is kept in {manager.directory}. '
+          'Lower config.learning_rate or check the input data.')
     checkpoint.save(manager, step, {
         'params': params, 'opt_state': opt_state, 'step': _replicated(mesh, step, jnp.int32),
         'plateau': _plateau_arrays(mesh, plateau_state)})
@@ -214,11 +227,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       return
     done_step, m = pending
     pending = None
-    loss, update_norm = float(m['loss']), float(m['update_norm'])
-    if not (math.isfinite(loss) and math.isfinite(update_norm)):
+    loss = float(m['loss'])
+    if not math.isfinite(loss):
       raise NonFiniteLossError(
-          f'The training loss became {loss} (update norm {update_norm}) at step {done_step}; '
-          'stopping. The last good '
+          f'The training loss became {loss} at step {done_step}; stopping. The last good '
           f'checkpoint (step {manager.latest_step()}) is kept in {manager.directory}. '
           'Lower config.learning_rate or check the input data.')
     window['loss'] += loss

@@ -296,3 +296,11 @@ def test_two_processes_one_tower_each_match_one_process(data_dir, uninterrupted,
   for name, value in ref.items():
     np.testing.assert_allclose(params[name], value, rtol=0, atol=1e-5 * np.abs(value).max(),
                                err_msg=name)
+
+
+def test_non_finite_parameters_are_never_checkpointed():
+  """A finite loss can come with an update that overflowed: the save refuses."""
+  good = {'w': np.ones((2, 3), np.float32)}
+  bad = {'w': np.array([[1.0, np.inf, 0.0]], np.float32), 'b': np.zeros(2, np.float32)}
+  assert bool(train.all_finite(good)) and not bool(train.all_finite(bad))
+  assert not bool(train.all_finite({'w': np.array([np.nan], np.float32)}))
