@@ -268,18 +268,20 @@ def test_missing_dataset(tmp_path):
   assert 'nowhere' in result.stderr and 'Traceback' not in result.stderr
 
 
-def test_two_processes_one_tower_each_match_one_process(data_dir, uninterrupted, tmp_path):
+def test_two_processes_one_tower_each_match_one_process(uninterrupted, tmp_path):
   """The multi-machine path: jax.distributed on 127.0.0.1, one CPU device per
   process, mesh.model=2 (tower 0 in process 0, tower 1 in process 1), both
-  reading the same rows. Same parameters as the single-device run."""
+  reading the same rows, from a data_dir neither has seen (process 0 generates
+  the dataset and its statistics while process 1 waits). Same parameters as
+  the single-device run on the same (seeded) data."""
   import socket
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
-  workdir = str(tmp_path)
-  flags = small_flags(data_dir, **{'distributed.enabled': True, 'mesh.model': 2,
-                                   'distributed.coordinator_address': f'127.0.0.1:{port}',
-                                   'distributed.num_processes': 2})
+  workdir = str(tmp_path / 'run')
+  flags = small_flags(str(tmp_path / 'tfds'), **{
+      'distributed.enabled': True, 'mesh.model': 2,
+      'distributed.coordinator_address': f'127.0.0.1:{port}', 'distributed.num_processes': 2})
   procs = [run_main(workdir, flags + [f'--config.distributed.process_id={i}'], wait=False)
            for i in range(2)]
   try:
