@@ -128,6 +128,38 @@ def evaluate(eval_step, params, mesh, batches) -> dict:
           'top5_error': totals['top5_errors'] / count, 'count': count}
 
 
+class _Progress:
+  """The training loss and images/s since the last log line, and the ETA."""
+
+  def __init__(self, batch_size: int, total_steps: int, steps_per_epoch: int, first_step: int):
+    self.batch_size, self.total_steps = batch_size, total_steps
+    self.steps_per_epoch, self.first_step = steps_per_epoch, first_step
+    self.started = time.perf_counter()
+    self._reset()
+
+  def _reset(self):
+    self.loss, self.steps, self.window_start = 0.0, 0, time.perf_counter()
+
+  def add(self, loss: float) -> None:
+    self.loss += loss
+    self.steps += 1
+
+  def log(self, step: int, learning_rate: float, writer: metrics_lib.MetricsWriter) -> None:
+    """Writes train_loss, learning_rate, images_per_sec and prints the progress line."""
+    if not self.steps:
+      return
+    loss = self.loss / self.steps
+    images_per_sec = self.steps * self.batch_size / (time.perf_counter() - self.window_start)
+    writer.write(step, {'train_loss': loss, 'learning_rate': learning_rate,
+                        'images_per_sec': images_per_sec})
+    seconds = int((time.perf_counter() - self.started) / (step - self.first_step)
+                  * (self.total_steps - step))
+    logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | '
+                 'ETA %dh%02dm%02ds', step, self.total_steps, step / self.steps_per_epoch, loss,
+                 learning_rate, images_per_sec, seconds // 3600, seconds % 3600 // 60, seconds % 60)
+    self._reset()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates the network `config` describes, in `workdir`.
 
@@ -217,8 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 process_count=shard_count)
   result = {}
   pending = None  # (step, metrics) of the last step, read one step late to keep the device busy
-  window = {'loss': 0.0, 'steps': 0, 'start': time.perf_counter()}
-  session_start, session_first_step = time.perf_counter(), step
+  progress = _Progress(config.batch_size, total_steps, steps_per_epoch, step)
 
   def collect():
     """Reads the pending step's loss; stops the run if it is not finite."""
@@ -233,8 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f'The training loss became {loss} at step {done_step}; stopping. The last good '
           f'checkpoint (step {manager.latest_step()}) is kept in {manager.directory}. '
           'Lower config.learning_rate or check the input data.')
-    window['loss'] += loss
-    window['steps'] += 1
+    progress.add(loss)
 
   interrupted = False
   try:
@@ -251,17 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         at_ckpt = step % config.checkpoint_every_steps == 0 or step == total_steps
         if at_log or at_eval or at_ckpt:
           collect()
-        if at_log and window['steps']:
-          elapsed = time.perf_counter() - window['start']
-          lr = float(opt_state.hyperparams['learning_rate'])
-          images_per_sec = window['steps'] * config.batch_size / elapsed
-          writer.write(step, {'train_loss': window['loss'] / window['steps'],
-                              'learning_rate': lr, 'images_per_sec': images_per_sec})
-          rate = (time.perf_counter() - session_start) / (step - session_first_step)
-          logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | ETA %s',
-                       step, total_steps, step / steps_per_epoch, window['loss'] / window['steps'],
-                       lr, images_per_sec, _duration(rate * (total_steps - step)))
-          window.update(loss=0.0, steps=0, start=time.perf_counter())
+        if at_log:
+          progress.log(step, float(opt_state.hyperparams['learning_rate']), writer)
         if at_eval:
           result = run_eval(ten_crop=False)
           if plateau is not None:
@@ -272,9 +293,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
               old = float(opt_state.hyperparams['learning_rate'])
               new = plateau.learning_rate(config.learning_rate, plateau_state)
               opt_state.hyperparams['learning_rate'] = _replicated(mesh, new, jnp.float32)
-              logging.info('step %d: validation error stopped improving; learning rate %.3g -> %.3g '
-                           '(drop %d of at most %d).', step, old, new, plateau_state.drops,
-                           plateau.max_drops)
+              logging.info('step %d: validation error stopped improving; learning rate '
+                           '%.3g -> %.3g (drop %d of at most %d).', step, old, new,
+                           plateau_state.drops, plateau.max_drops)
         if at_ckpt:
           save()
       collect()
@@ -292,7 +313,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer.close()
   return {**result, 'step': step, 'interrupted': interrupted}
 
-
-def _duration(seconds: float) -> str:
-  seconds = int(seconds)
-  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s'
