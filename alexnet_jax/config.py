@@ -51,7 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
       activation='relu', conv6=False, dropout_rate=0.5, init_std=0.01, dtype='float32'))
 
   # Devices: data=-1 uses all devices not on the model axis; model=-1 puts the
-  # two towers on two devices when there are two or more (section 3.2).
+  # two towers on two devices when the devices pair up (section 3.2).
   c.mesh = ml_collections.ConfigDict(dict(data=-1, model=-1))
   # Several processes (machines): see docs/parallel.md.
   c.distributed = ml_collections.ConfigDict(dict(

@@ -218,14 +218,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   step = int(state['step'])
   plateau_state = _plateau_state(state['plateau'])
 
+  def non_finite(what: str) -> NonFiniteLossError:
+    return NonFiniteLossError(
+        f'{what}; stopping. The last good checkpoint (step {manager.latest_step()}) is kept '
+        f'in {manager.directory}. Lower config.learning_rate or check the input data.')
+
   def save():
     # The loss checked so far came from the parameters before the last update:
     # make sure that update did not overflow before keeping its result.
     if not bool(all_finite(params)):
-      raise NonFiniteLossError(
-          f'The parameters became NaN or infinite at step {step}; stopping. The last good '
-          f'checkpoint (step {manager.latest_step()}) is kept in {manager.directory}. '
-          'Lower config.learning_rate or check the input data.')
+      raise non_finite(f'The parameters became NaN or infinite at step {step}')
     checkpoint.save(manager, step, {
         'params': params, 'opt_state': opt_state, 'step': _replicated(mesh, step, jnp.int32),
         'plateau': _plateau_arrays(mesh, plateau_state)})
@@ -260,10 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     pending = None
     loss = float(m['loss'])
     if not math.isfinite(loss):
-      raise NonFiniteLossError(
-          f'The training loss became {loss} at step {done_step}; stopping. The last good '
-          f'checkpoint (step {manager.latest_step()}) is kept in {manager.directory}. '
-          'Lower config.learning_rate or check the input data.')
+      raise non_finite(f'The training loss became {loss} at step {done_step}')
     progress.add(loss)
 
   interrupted = False

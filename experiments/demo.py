@@ -27,7 +27,6 @@ def get_config():
   config.data_dir = '~/tensorflow_datasets'
   config.input.image_size = 72
   config.input.crop_size = 64
-  config.input.cache = True
   config.model.conv_features = (48, 128, 192, 192, 128)
   config.model.fc_features = 1024
   # Narrow layers pass on less signal at N(0, 0.01) (section 5): each layer scales

@@ -343,6 +343,17 @@ def test_mesh_larger_than_the_devices():
   assert parallel.mesh_shape(-1, 1, 8) == (8, 1)
 
 
+def test_model_minus_one_pairs_devices_when_it_can():
+  """mesh.model=-1 (the configs' default): one tower per device where the
+  devices pair up, both towers on every device otherwise."""
+  assert parallel.mesh_shape(-1, -1, 8) == (4, 2)
+  assert parallel.mesh_shape(-1, -1, 2) == (1, 2)
+  assert parallel.mesh_shape(-1, -1, 1) == (1, 1)
+  assert parallel.mesh_shape(-1, -1, 3) == (3, 1)        # an odd count cannot pair
+  assert parallel.mesh_shape(1, -1, 3) == (1, 2)         # one pair fits in three
+  assert parallel.mesh_shape(-1, -1, 8, towers=1) == (8, 1)
+
+
 def test_mesh_errors_with_eight_devices(checks):
   errors = checks['errors']
   assert '10 rows' in errors['shard_batch_10_rows_data_4']

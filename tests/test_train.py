@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,7 +205,6 @@ def _snapshot(workdir):
 
 
 def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted, tmp_path):
-  import shutil
   workdir = str(tmp_path / 'run')
   shutil.copytree(uninterrupted[0], workdir)
   before = _snapshot(workdir)
@@ -217,7 +217,6 @@ def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted
 
 def test_shape_mismatch_error_in_library(data_dir, uninterrupted, tmp_path):
   """The library raises CheckpointMismatchError (what a notebook sees)."""
-  import shutil
   workdir = str(tmp_path / 'run')
   shutil.copytree(uninterrupted[0], workdir)
   with pytest.raises(checkpoint.CheckpointMismatchError, match='conv1'):
@@ -300,8 +299,9 @@ def test_two_processes_one_tower_each_match_one_process(uninterrupted, tmp_path)
                                err_msg=name)
 
 
-def test_non_finite_parameters_are_never_checkpointed():
-  """A finite loss can come with an update that overflowed: the save refuses."""
+def test_all_finite_flags_nan_and_inf():
+  """The check `save` runs first: a finite loss can come with an update that
+  overflowed, and such parameters must not be checkpointed."""
   good = {'w': np.ones((2, 3), np.float32)}
   bad = {'w': np.array([[1.0, np.inf, 0.0]], np.float32), 'b': np.zeros(2, np.float32)}
   assert bool(train.all_finite(good)) and not bool(train.all_finite(bad))

@@ -44,7 +44,7 @@ RECORDS_PER_SHARD = 10000
 META = 'meta.json'
 
 
-def _read(src) -> bytes:
+def read_bytes(src) -> bytes:
   if isinstance(src, bytes):
     return src
   with open(src, 'rb') as f:
@@ -59,7 +59,7 @@ def decode_rgb(encoded: bytes):
 def process_one(src, image_size: int, quality: int = 90):
   """(jpeg bytes | None, reason). ``src`` is bytes or a file path."""
   try:
-    data = _read(src)
+    data = read_bytes(src)
     image = decode_rgb(data)
     if image.shape[0] < 1 or image.shape[1] < 1:
       return None, 'empty image'

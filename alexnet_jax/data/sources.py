@@ -76,7 +76,7 @@ class Split:
     if self.kind == 'memory':
       return self
     if self.kind == 'files':
-      data = [prepare_lib._read(p) for p in self.payload]  # pylint: disable=protected-access
+      data = [prepare_lib.read_bytes(p) for p in self.payload]
     else:
       from array_record.python import array_record_data_source
       source = array_record_data_source.ArrayRecordDataSource(self.payload)
@@ -298,7 +298,7 @@ def _scan(paths, labels, workers):
   """Drops files TensorFlow cannot decode, with a warning naming each."""
   def ok(p):
     try:
-      img = prepare_lib.decode_rgb(prepare_lib._read(p))  # pylint: disable=protected-access
+      img = prepare_lib.decode_rgb(prepare_lib.read_bytes(p))
       return img.shape[0] > 0 and img.shape[1] > 0
     except (tf.errors.OpError, OSError):
       return False
