@@ -1,23 +1,29 @@
 """Checkpoints of the training state with orbax, under <workdir>/checkpoints/.
 
-A checkpoint holds the whole state a run needs to continue exactly: the
-parameters, the optimizer state (velocity and run-time learning rate), the
-step (which is also the data position: batch s is a function of the seed and
-s) and the plateau policy's memory. Orbax writes each checkpoint to a
-temporary folder and renames it when complete, so a crash during a save
+A checkpoint holds the whole `train.TrainState` a run needs to continue
+exactly: the parameters, the optimizer state (velocity and run-time learning
+rate), the step (which is also the data position: batch s is a function of
+the seed and s) and the plateau policy's memory. Orbax writes each checkpoint
+to a temporary folder and renames it when complete, so a crash during a save
 leaves the previous checkpoints usable.
+
+On disk the state is a dict {'params', 'opt_state', 'step', 'plateau'}; the
+host values (step, plateau memory) are stored as replicated scalars so that
+every process of a multi-process run writes the same checkpoint.
 """
 
+import dataclasses
 import os
 from typing import Any
 
 import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import orbax.checkpoint as ocp
 
-
-class CheckpointMismatchError(ValueError):
-  """The checkpoint in the workdir was written by a network of another shape."""
+from alexnet_jax import errors
+from alexnet_jax import optim
 
 
 def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
@@ -39,34 +45,53 @@ def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
 
 
 def check_compatible(manager: ocp.CheckpointManager, step: int, target: Any) -> None:
-  """Raises CheckpointMismatchError naming the first parameter whose stored
+  """Raises CheckpointError naming the first parameter whose stored
   shape differs from `target`'s (a pytree of arrays or ShapeDtypeStructs)."""
   stored = _shapes(manager.item_metadata(step))
   expected = _shapes(target)
   # Parameters first: the name a user recognises (the velocity mirrors them).
   for name, shape in sorted(expected.items(), key=lambda kv: not kv[0].startswith('params/')):
     if name not in stored:
-      raise CheckpointMismatchError(
+      raise errors.CheckpointError(
           f'The checkpoint at step {step} in {manager.directory} has no entry {name} '
           f'(shape {shape}) that this config needs. Use a new --workdir for a different network.')
     if stored[name] != shape:
-      raise CheckpointMismatchError(
+      raise errors.CheckpointError(
           f'The checkpoint at step {step} in {manager.directory} does not fit this config: '
           f'{name} has shape {stored[name]} there but {shape} here. Use a new --workdir '
           'or the config the checkpoint was written with.')
 
 
+def _stored(state: Any) -> dict:
+  """A train state as stored: host values become scalars replicated on the params' mesh."""
+  mesh = jax.tree.leaves(state.params)[0].sharding.mesh
+  def replicated(value, dtype):
+    return jax.device_put(np.asarray(value, dtype), NamedSharding(mesh, P()))
+  plateau = state.plateau
+  return {'params': state.params, 'opt_state': state.opt_state,
+          'step': replicated(state.step, np.int32),
+          'plateau': {'best_error': replicated(plateau.best_error, np.float32),
+                      'evals_since_best': replicated(plateau.evals_since_best, np.int32),
+                      'drops': replicated(plateau.drops, np.int32)}}
+
+
+def save(manager: ocp.CheckpointManager, state: Any) -> None:
+  """Saves a `train.TrainState` as step `state.step` (asynchronously: see `wait_until_finished`)."""
+  manager.save(state.step, args=ocp.args.StandardSave(_stored(state)), force=True)
+
+
 def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
-  """Restores step `step` into arrays with the shardings of `target`."""
-  check_compatible(manager, step, target)
+  """Restores step `step` as a `train.TrainState` with the shardings of `target`'s arrays."""
+  stored_target = _stored(target)
+  check_compatible(manager, step, stored_target)
   abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, 'sharding', None)),
-      target)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-
-
-def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-  manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=x.sharding), stored_target)
+  stored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  plateau = stored['plateau']
+  return dataclasses.replace(
+      target, step=int(stored['step']), params=stored['params'], opt_state=stored['opt_state'],
+      plateau=optim.PlateauState(float(plateau['best_error']), int(plateau['evals_since_best']),
+                                 int(plateau['drops'])))
 
 
 def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:
@@ -79,7 +104,7 @@ def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:
   with ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler()) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f'No checkpoint in {directory}.')
+      raise errors.CheckpointError(f'No checkpoint in {directory}.')
     # Restore onto this process's first device, whatever mesh wrote it.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),

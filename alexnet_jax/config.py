@@ -1,59 +1,147 @@
 """Every config field the project reads, with the paper's values as defaults.
 
-The files in experiments/ start from `base_config()` and change what their
-setting needs, so docs, notebooks and tests agree on the names. Any field can
-be overridden on the command line: `--config.batch_size=256`,
-`--config.model.towers=1`, `--config.mesh.model=2`.
+The experiment files (experiments/*.py in a checkout, `alexnet_jax.experiments`
+once installed) start from `base_config()` and change what their setting
+needs. `load(spec)` is the one way to load one: a path
+(`experiments/paper.py`) or the name of a packaged experiment (`paper`). Any
+field can be overridden on the command line (`--config.batch_size=256`,
+`--config.model.towers=1`) or set in Python on the loaded config, which is
+locked so that a misspelt field fails at once.
+
+A field whose default is None is derived from others when the run starts; the
+comment next to it says from what.
 """
+
+import importlib
+import importlib.util
+import os
 
 import ml_collections
 from ml_collections import config_dict
 
-from alexnet_jax.data import fields as data_fields
+from alexnet_jax import errors
+
+EXPERIMENTS_PACKAGE = 'alexnet_jax.experiments'
+
+
+def _none(field_type):
+  """A field that is None (derive it) until set; typed so that a flag can set it."""
+  return config_dict.placeholder(field_type)
 
 
 def base_config() -> ml_collections.ConfigDict:
+  """The paper's recipe (sections 2-5) on ILSVRC-2012."""
   c = ml_collections.ConfigDict()
-  # Data (alexnet_jax.data): 'shapes' (embedded, offline), 'imagenet2012',
-  # 'imagenette', or 'folder' (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG under data_dir).
+  # Data: 'shapes' (embedded, offline), 'imagenet2012', 'imagenette', or
+  # 'folder' (train/<class>/*, val/<class>/* under data_dir).
   c.dataset = 'imagenet2012'
   c.data_dir = '~/tensorflow_datasets'
-  c.input = ml_collections.ConfigDict(dict(data_fields.INPUT_DEFAULTS))
+  c.input = ml_collections.ConfigDict(dict(
+      image_size=256,                 # stored side S (section 2)
+      crop_size=224,                  # training and test crop C (section 4.1)
+      lighting_std=0.1,               # std of the PCA lighting alphas (section 4.1); 0: off
+      lighting_convention='paper',    # 'paper' (eigenvalues) or 'cuda_convnet2' (their roots)
+      num_threads=_none(int),         # tf.data threads; None: all cores
+      stats_dir=_none(str),           # where stats_<S>.npz lives; None: beside the data
+      prepared_dir=_none(str),        # None: <data_dir>/alexnet_jax_prepared/<dataset>_<S>
+      prepare_workers=_none(int),     # threads of the one-time preparation; None: all cores
+      jpeg_quality=90,                # of the prepared S x S JPEGs
+      synset_words=_none(str),        # '<wnid> <words>' file for readable class names
+      shapes=ml_collections.ConfigDict(dict(train_examples=5000, eval_examples=1000, seed=0)),
+      imagenette=ml_collections.ConfigDict(dict(variant='full-size-v2')),
+      folder=ml_collections.ConfigDict(dict(prepare=True)),  # False: decode originals each time
+  ))
 
-  # Schedule (section 5): batch 128, ~90 epochs.
-  c.batch_size = 128            # global, over all devices and processes
-  c.eval_batch_size = 0         # global; 0: batch_size (ten-crop batches hold 10x the images)
+  # Schedule (section 5): batch 128, about 90 epochs.
+  c.batch_size = 128                  # global, over all devices and processes
+  c.eval_batch_size = _none(int)      # global; None: batch_size (ten crops: 10x the images)
   c.num_epochs = 90
-  c.num_train_steps = -1        # -1: num_epochs of the training split
-  c.eval_every_steps = -1       # -1: once per epoch
+  c.num_train_steps = _none(int)      # None: num_epochs of the training split
+  c.eval_every_steps = _none(int)     # None: once per epoch
   c.checkpoint_every_steps = 2000
   c.keep_checkpoints = 3
   c.log_every_steps = 100
   c.seed = 0
-  c.ten_crop_eval = True        # final evaluation with ten crops (section 4.1)
+  c.ten_crop_eval = True              # final evaluation with ten crops (section 4.1)
 
   # The paper's update (section 5) and learning-rate policy.
   c.learning_rate = 0.01
   c.momentum = 0.9
   c.weight_decay = 5e-4
-  c.decay_biases = True         # False: no weight decay on biases (cuda-convnet2)
-  c.bias_lr_multiplier = 1.0    # 2.0: biases learn twice as fast (cuda-convnet2)
-  c.lr_policy = 'plateau'       # 'plateau' (the paper) or 'steps'
+  c.decay_biases = True               # False: no weight decay on biases (cuda-convnet2)
+  c.bias_lr_multiplier = 1.0          # 2.0: biases learn twice as fast (cuda-convnet2)
+  c.lr_policy = 'plateau'             # 'plateau' (the paper) or 'steps'
   c.plateau = ml_collections.ConfigDict(
       dict(patience=2, min_delta=0.001, factor=0.1, max_drops=3))
   c.lr_steps = ml_collections.ConfigDict(dict(boundaries=[], factor=0.1))
 
-  # The network (alexnet_jax.model.AlexNet fields; num_classes comes from the
-  # data and image_size from input.crop_size).
+  # The network: alexnet_jax.model.AlexNet's fields. num_classes comes from
+  # the data and image_size from input.crop_size.
   c.model = ml_collections.ConfigDict(dict(
-      towers=2, conv_features=config_dict.placeholder(tuple),
-      fc_features=4096, lrn=True, lrn_convention='paper', pool_window=3, pool_stride=2,
+      towers=2, conv_features=_none(tuple), fc_features=4096, lrn=True,
+      lrn_convention='paper', lrn_k=2.0, lrn_across_towers=False, pool_window=3, pool_stride=2,
       activation='relu', conv6=False, dropout_rate=0.5, init_std=0.01, dtype='float32'))
 
-  # Devices: data=-1 uses all devices not on the model axis; model=-1 puts the
-  # two towers on two devices when the devices pair up (section 3.2).
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=-1))
-  # Several processes (machines): see docs/parallel.md.
+  # Devices (docs/parallel.md): None: model=2 when the devices pair up and the
+  # network has two towers, data = the remaining devices.
+  c.mesh = ml_collections.ConfigDict(dict(data=_none(int), model=_none(int)))
+  # Several processes: None and '' are detected by jax.distributed.
   c.distributed = ml_collections.ConfigDict(dict(
-      enabled=False, coordinator_address='', num_processes=-1, process_id=-1))
+      enabled=False, coordinator_address=_none(str), num_processes=_none(int),
+      process_id=_none(int)))
   return c
+
+
+def experiment_path(spec: str) -> str:
+  """The file of an experiment: `spec` itself when it is a file, else the packaged one."""
+  if os.path.isfile(spec):
+    return spec
+  name = os.path.splitext(os.path.basename(spec))[0]
+  found = importlib.util.find_spec(f'{EXPERIMENTS_PACKAGE}.{name}') if name.isidentifier() else None
+  if found is None or found.origin is None:
+    raise errors.ConfigError(
+        f'No experiment config {spec!r}: give the path of a config file (experiments/paper.py) '
+        f'or the name of one in {EXPERIMENTS_PACKAGE} ({", ".join(experiment_names())}).')
+  return found.origin
+
+
+def experiment_names() -> list[str]:
+  """The packaged experiments' names."""
+  package = importlib.import_module(EXPERIMENTS_PACKAGE)
+  folder = os.path.dirname(package.__file__)
+  return sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f != '__init__.py')
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """The locked config of an experiment: a file path or a packaged name ('demo')."""
+  path = experiment_path(spec)
+  module_spec = importlib.util.spec_from_file_location(f'_alexnet_experiment_{id(path)}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config()
+  config.lock()
+  return config
+
+
+def check_fields(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming every field of `config` that base_config does not know.
+
+  A locked config (from `load` or the command line) cannot gain fields; this
+  catches them in a config built or unlocked by hand.
+  """
+  unknown = sorted(set(_paths(config)) - set(_paths(base_config())))
+  if unknown:
+    raise errors.ConfigError(
+        f'The config has no field {", ".join(unknown)}; the fields and their meaning are in '
+        'alexnet_jax/config.py.')
+
+
+def _paths(config, prefix: str = '') -> list[str]:
+  """The dotted names of every leaf field."""
+  names = []
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      names += _paths(value, f'{prefix}{key}.')
+    else:
+      names.append(prefix + key)
+  return names

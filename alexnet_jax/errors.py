@@ -1,10 +1,32 @@
-"""The error a user fixes by changing the config: the CLI prints its message alone.
+"""Every error a user fixes by changing what they asked for: one family.
 
-Raised for invalid network fields, meshes that do not fit the devices, batch
-sizes that do not split, unknown policies. A ValueError subclass, so library
-callers can catch either.
+Programs (`python -m alexnet_jax.main` and the other commands) catch
+`AlexNetError` and print its message alone, one paragraph, with exit status 1;
+library callers (notebooks) can catch the base class or a subclass. Each
+subclass also derives from the built-in exception it refines, so code that
+catches `ValueError` or `OSError` keeps working.
 """
 
 
-class ConfigError(ValueError):
-  """The config asks for something that cannot be built; the message says what to change."""
+class AlexNetError(Exception):
+  """Base class: the message says what is wrong and what to change."""
+
+
+class ConfigError(AlexNetError, ValueError):
+  """The config asks for something that cannot be built (a field, a mesh, a batch size)."""
+
+
+class DataError(AlexNetError):
+  """The data cannot be found or read (missing archives, an empty folder, a bad file)."""
+
+
+class CheckpointError(AlexNetError, ValueError):
+  """A checkpoint is missing or does not fit the network the config describes."""
+
+
+class WorkdirError(AlexNetError, OSError):
+  """The workdir cannot be created or written."""
+
+
+class NonFiniteLossError(AlexNetError, FloatingPointError):
+  """The training loss or the parameters became NaN or infinite."""

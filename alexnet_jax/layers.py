@@ -12,7 +12,9 @@ parameters on that axis.
 Nothing here imports TensorFlow.
 """
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -52,7 +54,7 @@ class TowerConv(TowerLayer):
 
   The towers are computed as separate convolutions rather than one grouped
   convolution: on CPU, XLA's `feature_group_count=2` backward pass measured
-  about 8x slower (../shared/reference.md).
+  about 8x slower (docs/benchmarks.md).
 
   Attributes (besides TowerLayer's):
     kernel_size: square kernel side.

@@ -68,6 +68,10 @@ class AlexNet(nn.Module):
     fc_features: units of fc6 and fc7 (4096).
     lrn: apply local response normalization after conv1 and conv2 (section 3.3).
     lrn_convention: 'paper' (alpha times the sum) or 'cuda_convnet' (alpha / n).
+    lrn_k: the LRN's additive constant k (2 in section 3.3; Caffe's models use 1).
+    lrn_across_towers: the LRN window runs over both towers' maps as one stack, as
+      Caffe's norm1/norm2 do on the whole blob; False: each tower normalizes its own
+      maps, as each GPU did in the paper.
     pool_window, pool_stride: max-pooling (3, 2 = overlapping, section 3.4;
       2, 2 = the non-overlapping comparison).
     activation: 'relu' (section 3.1) or 'tanh'.
@@ -87,6 +91,8 @@ class AlexNet(nn.Module):
   fc_features: int = 4096
   lrn: bool = True
   lrn_convention: str = 'paper'
+  lrn_k: float = 2.0
+  lrn_across_towers: bool = False
   pool_window: int = 3
   pool_stride: int = 2
   activation: str = 'relu'
@@ -125,7 +131,8 @@ class AlexNet(nn.Module):
     if self.activation not in layers.ACTIVATIONS:
       fail(f'activation must be one of {tuple(layers.ACTIVATIONS)}, got {self.activation!r}.')
     if self.pool_window < 1 or self.pool_stride < 1:
-      fail(f'pool_window and pool_stride must be positive, got {self.pool_window}, {self.pool_stride}.')
+      fail(f'pool_window and pool_stride must be positive, got {self.pool_window}, '
+           f'{self.pool_stride}.')
     if self.feature_map_sizes()[-1] < 1:
       fail(f'image_size={self.image_size} is too small: the maps vanish before fc6 '
            f'(sizes {self.feature_map_sizes()}).')
@@ -144,7 +151,8 @@ class AlexNet(nn.Module):
 
   def feature_map_sizes(self) -> tuple[int, ...]:
     """Spatial sides after conv1, pool1, pool2, pool5: (55, 27, 13, 6) for 224."""
-    pool = lambda s: (s - self.pool_window) // self.pool_stride + 1
+    def pool(s):
+      return (s - self.pool_window) // self.pool_stride + 1
     s1 = (self.image_size + conv1_padding(self.image_size) - 11) // 4 + 1
     s2 = pool(s1)
     s3 = pool(s2)
@@ -174,60 +182,95 @@ class AlexNet(nn.Module):
       raise ValueError(f'AlexNet expects images of shape {expected}, '
                        f'got shape {tuple(images.shape)} and dtype {images.dtype}.')
 
+  def _conv(self, name: str, features: int, kernel_size: int, bias: float, *, stride: int = 1,
+            padding: int | tuple[tuple[int, int], tuple[int, int]] = 0) -> layers.TowerConv:
+    """A tower convolution with `features` kernels in all (split over the towers)."""
+    if isinstance(padding, int):
+      padding = ((padding, padding), (padding, padding))
+    return layers.TowerConv(features=features // self.towers, kernel_size=kernel_size,
+                            stride=stride, padding=padding, bias_value=bias, name=name,
+                            local_towers=self.local_towers, init_std=self.init_std,
+                            dtype=self.dtype)
+
+  def _dense(self, name: str, features: int, bias: float) -> layers.TowerDense:
+    """A tower dense layer with `features` units in all (split over the towers)."""
+    return layers.TowerDense(features=features // self.towers, bias_value=bias, name=name,
+                             local_towers=self.local_towers, init_std=self.init_std,
+                             dtype=self.dtype)
+
+  def _act(self, xs: layers.Towers) -> layers.Towers:
+    """The nonlinearity of every tower (section 3.1: ReLU)."""
+    return tuple(layers.ACTIVATIONS[self.activation](x) for x in xs)
+
+  def _pool(self, xs: layers.Towers) -> layers.Towers:
+    """Overlapping max-pooling of every tower (section 3.4)."""
+    return tuple(layers.max_pool(x, self.pool_window, self.pool_stride) for x in xs)
+
+  def _lrn(self, xs: layers.Towers) -> layers.Towers:
+    """Local response normalization (section 3.3) of every tower: over its own maps, or
+    with `lrn_across_towers` over both towers' maps stacked (tower 0's first)."""
+    if not self.lrn:
+      return xs
+
+    def norm(x):
+      return layers.local_response_norm(x, k=self.lrn_k,
+                                        alpha_per_term=self.lrn_convention == 'cuda_convnet')
+
+    if not self.lrn_across_towers or self.towers == 1:
+      return tuple(norm(x) for x in xs)
+    maps = xs[0].shape[-1]
+    both = norm(self._cross_towers(xs))
+    return tuple(jax.lax.dynamic_slice_in_dim(both, t * maps, maps, axis=-1)
+                 for t in self._tower_ids())
+
+  def _shared(self, x: jax.Array) -> layers.Towers:
+    """A cross-connected layer's input, seen by every local tower."""
+    return (x,) * self.local_towers
+
+  def _dropout(self, xs: layers.Towers, layer: int, key: jax.Array | None,
+               example_ids: jax.Array) -> layers.Towers:
+    """Dropout of fc6 or fc7 (section 4.2) in training, nothing at test time."""
+    if key is None:
+      return xs
+    return tuple(layers.tower_dropout(x, key, rate=self.dropout_rate, layer=layer, tower=tower,
+                                      example_ids=example_ids)
+                 for x, tower in zip(xs, self._tower_ids()))
+
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False,
                example_ids: jax.Array | None = None) -> jax.Array:
     self.check_images(images)
-    t, dt = self.towers, self.dtype
-    c1, c2, c3, c4, c5 = (f // t for f in self.features_per_layer)
-    act = layers.ACTIVATIONS[self.activation]
-    common = dict(local_towers=self.local_towers, init_std=self.init_std, dtype=dt)
-    conv = lambda name, f, k, s, pad, b: layers.TowerConv(
-        features=f, kernel_size=k, stride=s, padding=pad, bias_value=b, name=name, **common)
-    dense = lambda name, f, b: layers.TowerDense(features=f, bias_value=b, name=name, **common)
-    each = lambda fn, xs: tuple(fn(x) for x in xs)
-    pool = lambda x: layers.max_pool(x, self.pool_window, self.pool_stride)
+    c1, c2, c3, c4, c5 = self.features_per_layer
+    fc = self.fc_features
+    if example_ids is None:
+      example_ids = jnp.arange(images.shape[0], dtype=jnp.int32)
+    key = self.make_rng('dropout') if train and self.dropout_rate > 0 else None
 
-    def lrn(x):
-      if not self.lrn:
-        return x
-      return layers.local_response_norm(
-          x, alpha_per_term=self.lrn_convention == 'cuda_convnet')
-
-    def shared(x):  # a cross-connected layer's input, seen by every local tower
-      return (x,) * self.local_towers
-
-    # Biases: 0 in conv1, conv3, fc8; 1 in conv2, conv4, conv5, fc6, fc7 (section 5).
-    p1 = conv1_padding(self.image_size)
-    xs = conv('conv1', c1, 11, 4, ((0, p1), (0, p1)), 0.0)(shared(images))
-    xs = each(lambda x: pool(lrn(act(x))), xs)  # ReLU, then LRN (section 3.3), then pool
-    xs = conv('conv2', c2, 5, 1, ((2, 2), (2, 2)), 1.0)(xs)
-    xs = each(lambda x: pool(lrn(act(x))), xs)
-    xs = conv('conv3', c3, 3, 1, ((1, 1), (1, 1)), 0.0)(shared(self._cross_towers(xs)))
-    xs = each(act, xs)
-    xs = each(act, conv('conv4', c4, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
-    xs = each(lambda x: pool(act(x)), conv('conv5', c5, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
-    if self.conv6:
-      xs = each(act, conv('conv6', c5, 3, 1, ((1, 1), (1, 1)), 1.0)(xs))
+    # Figure 2, top to bottom. Biases: 0 in conv1, conv3, fc8; 1 in the
+    # others (section 5). ReLU, then LRN, then pooling (section 3.3).
+    pad1 = conv1_padding(self.image_size)  # bottom/right only, as cuda-convnet
+    xs = self._conv('conv1', c1, kernel_size=11, stride=4, padding=((0, pad1), (0, pad1)),
+                    bias=0.0)(self._shared(images))
+    xs = self._pool(self._lrn(self._act(xs)))
+    xs = self._conv('conv2', c2, kernel_size=5, padding=2, bias=1.0)(xs)
+    xs = self._pool(self._lrn(self._act(xs)))
+    xs = self._conv('conv3', c3, kernel_size=3, padding=1, bias=0.0)(
+        self._shared(self._cross_towers(xs)))
+    xs = self._act(xs)
+    xs = self._act(self._conv('conv4', c4, kernel_size=3, padding=1, bias=1.0)(xs))
+    xs = self._pool(self._act(self._conv('conv5', c5, kernel_size=3, padding=1, bias=1.0)(xs)))
+    if self.conv6:  # section 6: the nets pre-trained on Fall 2011 (after the last pooling)
+      xs = self._act(self._conv('conv6', c5, kernel_size=3, padding=1, bias=1.0)(xs))
 
     x = self._cross_towers(xs)
     x = x.reshape(x.shape[0], -1)  # (H, W, C) order
-    if example_ids is None:
-      example_ids = jnp.arange(images.shape[0], dtype=jnp.int32)
-    dropout_key = self.make_rng('dropout') if train and self.dropout_rate > 0 else None
-
-    def dropout(xs, layer):
-      if dropout_key is None:
-        return xs
-      return tuple(layers.tower_dropout(x, dropout_key, rate=self.dropout_rate, layer=layer,
-                                        tower=tower, example_ids=example_ids)
-                   for x, tower in zip(xs, self._tower_ids()))
-
-    xs = dropout(each(act, dense('fc6', self.fc_features // t, 1.0)(shared(x))), 6)
-    xs = each(act, dense('fc7', self.fc_features // t, 1.0)(shared(self._cross_towers(xs))))
+    xs = self._act(self._dense('fc6', fc, bias=1.0)(self._shared(x)))
+    xs = self._dropout(xs, 6, key, example_ids)
+    xs = self._act(self._dense('fc7', fc, bias=1.0)(self._shared(self._cross_towers(xs))))
     self.sow('intermediates', 'fc7_features', xs)
-    xs = dropout(xs, 7)
-    xs = dense('fc8', self.num_classes // t, 0.0)(shared(self._cross_towers(xs)))
+    xs = self._dropout(xs, 7, key, example_ids)
+    xs = self._dense('fc8', self.num_classes, bias=0.0)(self._shared(self._cross_towers(xs)))
+    # Under a model axis each device returns its tower's classes; the step assembles them.
     logits = xs[0] if self.model_axis is not None else jnp.concatenate(xs, axis=-1)
     return logits.astype(jnp.float32)
 
@@ -242,5 +285,6 @@ def from_config(model_config, num_classes: int, **overrides) -> AlexNet:
   known = {f.name for f in dataclasses.fields(AlexNet)}
   unknown = sorted(set(fields) - known)
   if unknown:
-    raise errors.ConfigError(f'Unknown model fields {unknown}; AlexNet accepts {sorted(known - {"parent", "name"})}.')
+    accepted = sorted(known - {'parent', 'name'})
+    raise errors.ConfigError(f'Unknown model fields {unknown}; AlexNet accepts {accepted}.')
   return AlexNet(num_classes=num_classes, **{**fields, **overrides})

@@ -12,9 +12,11 @@ Nothing here imports TensorFlow.
 """
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
+import numpy as np
 import optax
 
 from alexnet_jax import errors
@@ -95,7 +97,24 @@ class Plateau:
     return PlateauState(state.best_error, waited, state.drops), False
 
   def learning_rate(self, base: float, state: PlateauState) -> float:
+    """The rate after the drops made so far: base * factor ** drops."""
     return base * self.factor ** state.drops
+
+
+def learning_rate(opt_state: Any) -> float:
+  """The current rate of an optimizer from `make_optimizer`."""
+  return float(opt_state.hyperparams['learning_rate'])
+
+
+def set_learning_rate(opt_state: Any, rate: float) -> Any:
+  """`opt_state` with the run-time learning rate set to `rate` (placed like the old one).
+
+  The velocity keeps what it accumulated: the new rate scales gradients from
+  the next step on, as in section 5's update.
+  """
+  old = opt_state.hyperparams['learning_rate']
+  new = jax.device_put(np.asarray(rate, old.dtype), old.sharding)
+  return opt_state._replace(hyperparams={**opt_state.hyperparams, 'learning_rate': new})
 
 
 def make_optimizer(config) -> optax.GradientTransformation:

@@ -1,20 +1,21 @@
 """The training run: `train_and_evaluate(config, workdir)` (section 5's recipe).
 
-One function a terminal (`alexnet_jax.main`) or a notebook calls. It builds
-the data, the network, the device mesh and the paper's optimizer from the
-config; resumes from the latest checkpoint in `workdir` if there is one;
+One function a terminal (`alexnet_jax.main`) or a notebook calls. It checks
+the config, builds the data, the network, the device mesh and the paper's
+optimizer; resumes from the latest checkpoint in `workdir` if there is one;
 trains with evaluations that drive the learning-rate policy; checkpoints
 periodically, at the end and on SIGTERM/SIGINT; and writes metrics.jsonl,
 TensorBoard events and config.json into `workdir`.
 
 Exact resume: batch s of the input stream and the dropout masks of step s
-are functions of (config.seed, s) alone, and the checkpoint holds everything
-else (parameters, velocity, run-time learning rate, plateau memory), so a run
-killed at any point and restarted with the same command ends bitwise equal
-(on CPU) to one that never stopped.
+are functions of (config.seed, s) alone, and the checkpoint holds the whole
+`TrainState` (parameters, velocity, run-time learning rate, plateau memory),
+so a run killed at any point and restarted with the same command ends bitwise
+equal (on CPU) to one that never stopped.
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -23,23 +24,37 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from alexnet_jax import checkpoint
+from alexnet_jax import config as config_lib
 from alexnet_jax import data
+from alexnet_jax import errors
 from alexnet_jax import metrics as metrics_lib
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax import parallel
+from alexnet_jax import steps
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The training loss or the parameters became NaN or infinite."""
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+  """What the loop carries from step to step and what a checkpoint stores.
+
+  step: steps taken (also the input stream's position); params and opt_state:
+  pytrees of global arrays sharded by `parallel.state_sharding`; plateau: the
+  learning-rate policy's memory (host values).
+  """
+  step: int
+  params: Any
+  opt_state: Any
+  plateau: optim.PlateauState
+
+  def replace(self, **changes) -> 'TrainState':
+    return dataclasses.replace(self, **changes)
 
 
 @jax.jit
@@ -48,8 +63,33 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-class WorkdirError(OSError):
-  """The workdir cannot be created or written."""
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """The step arithmetic of a run: when to log, evaluate and save."""
+  total_steps: int
+  steps_per_epoch: int
+  eval_every: int
+  log_every: int
+  checkpoint_every: int
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, num_train_examples: int) -> 'Schedule':
+    steps_per_epoch = max(1, num_train_examples // config.batch_size)
+    total = config.num_train_steps or config.num_epochs * steps_per_epoch
+    return cls(total, steps_per_epoch, config.eval_every_steps or steps_per_epoch,
+               config.log_every_steps, config.checkpoint_every_steps)
+
+  def _due(self, step: int, every: int) -> bool:
+    return step % every == 0 or step == self.total_steps
+
+  def log_due(self, step: int) -> bool:
+    return self._due(step, self.log_every)
+
+  def eval_due(self, step: int) -> bool:
+    return self._due(step, self.eval_every)
+
+  def checkpoint_due(self, step: int) -> bool:
+    return self._due(step, self.checkpoint_every)
 
 
 class _StopRequest(contextlib.AbstractContextManager):
@@ -77,63 +117,59 @@ class _StopRequest(contextlib.AbstractContextManager):
     return False
 
 
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for any mistake in `config` before anything is built.
+
+  Checks the field names, the input fields, the network's fields (with a
+  stand-in class count: the real one comes from the data), the optimizer and
+  learning-rate policy, the mesh against the devices, and the batch sizes.
+  """
+  config_lib.check_fields(config)
+  data.check_input_config(config.dataset, config.input)
+  if config.batch_size < 1 or (config.eval_batch_size or 1) < 1:
+    raise errors.ConfigError(f'batch_size and eval_batch_size must be positive, got '
+                             f'{config.batch_size} and {config.eval_batch_size}.')
+  model = model_lib.from_config(config.model, num_classes=config.model.towers,
+                                image_size=config.input.crop_size)
+  optim.make_optimizer(config)
+  if config.lr_policy == 'plateau':
+    optim.Plateau(**config.plateau)
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model, model.towers)
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size or config.batch_size, mesh)
+
+
 def _prepare_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
-    raise WorkdirError(f'Cannot create the workdir {workdir!r}: {e.strerror}. '
-                       'Choose a --workdir you can write to.') from None
+    raise errors.WorkdirError(f'Cannot create the workdir {workdir!r}: {e.strerror}. '
+                              'Choose a --workdir you can write to.') from None
   if not os.access(workdir, os.W_OK | os.X_OK):
-    raise WorkdirError(f'The workdir {workdir!r} is not writable by this user. '
-                       'Choose a --workdir you can write to, or fix its permissions.')
-
-
-def _replicated(mesh, value, dtype):
-  return jax.device_put(np.asarray(value, dtype), NamedSharding(mesh, P()))
-
-
-def _plateau_arrays(mesh, state: optim.PlateauState) -> dict:
-  return {'best_error': _replicated(mesh, state.best_error, jnp.float32),
-          'evals_since_best': _replicated(mesh, state.evals_since_best, jnp.int32),
-          'drops': _replicated(mesh, state.drops, jnp.int32)}
-
-
-def _plateau_state(arrays: dict) -> optim.PlateauState:
-  return optim.PlateauState(float(arrays['best_error']), int(arrays['evals_since_best']),
-                            int(arrays['drops']))
+    raise errors.WorkdirError(f'The workdir {workdir!r} is not writable by this user. '
+                              'Choose a --workdir you can write to, or fix its permissions.')
 
 
 def _dataset_info(config: ml_collections.ConfigDict) -> data.DatasetInfo:
   """data.get_dataset_info, run by process 0 first so that processes sharing a
   filesystem do not generate, prepare or write statistics at the same time."""
+  def info():
+    return data.get_dataset_info(config.dataset, config.data_dir, config.input)
   if jax.process_count() == 1:
-    return data.get_dataset_info(config)
+    return info()
   if jax.process_index() == 0:
-    info = data.get_dataset_info(config)
+    result = info()
   multihost_utils.sync_global_devices('alexnet_jax: data ready')
   if jax.process_index() != 0:  # finds what process 0 wrote (or prepares its own copy)
-    info = data.get_dataset_info(config)
-  return info
-
-
-def evaluate(eval_step, params, mesh, batches) -> dict:
-  """Runs `eval_step` over every batch; returns loss and top-1/top-5 error over all examples."""
-  totals = None
-  for batch in batches:
-    sums = eval_step(params, parallel.shard_batch(batch, mesh))
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.tree.map(float, totals)
-  count = totals['count']
-  return {'loss': totals['loss'] / count, 'top1_error': totals['top1_errors'] / count,
-          'top5_error': totals['top5_errors'] / count, 'count': count}
+    result = info()
+  return result
 
 
 class _Progress:
   """The training loss and images/s since the last log line, and the ETA."""
 
-  def __init__(self, batch_size: int, total_steps: int, steps_per_epoch: int, first_step: int):
-    self.batch_size, self.total_steps = batch_size, total_steps
-    self.steps_per_epoch, self.first_step = steps_per_epoch, first_step
+  def __init__(self, batch_size: int, schedule: Schedule, first_step: int):
+    self.batch_size, self.schedule, self.first_step = batch_size, schedule, first_step
     self.started = time.perf_counter()
     self._reset()
 
@@ -152,10 +188,11 @@ class _Progress:
     images_per_sec = self.steps * self.batch_size / (time.perf_counter() - self.window_start)
     writer.write(step, {'train_loss': loss, 'learning_rate': learning_rate,
                         'images_per_sec': images_per_sec})
+    total = self.schedule.total_steps
     seconds = int((time.perf_counter() - self.started) / (step - self.first_step)
-                  * (self.total_steps - step))
+                  * (total - step))
     logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | '
-                 'ETA %dh%02dm%02ds', step, self.total_steps, step / self.steps_per_epoch, loss,
+                 'ETA %dh%02dm%02ds', step, total, step / self.schedule.steps_per_epoch, loss,
                  learning_rate, images_per_sec, seconds // 3600, seconds % 3600 // 60, seconds % 60)
     self._reset()
 
@@ -166,12 +203,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns the last evaluation's metrics (keys eval_loss, eval_top1_error,
   eval_top5_error, and eval_ten_crop_* when config.ten_crop_eval), plus
   'step' and 'interrupted' (True when a signal stopped the run early).
+  Raises an `errors.AlexNetError` subclass for anything the user must fix.
   """
-  _prepare_workdir(workdir)
-  if config.distributed.enabled:
+  if config.distributed.enabled:  # before anything else touches JAX
     parallel.initialize_distributed(config.distributed.coordinator_address,
                                     config.distributed.num_processes,
                                     config.distributed.process_id)
+  check_config(config)
+  _prepare_workdir(workdir)
   logging.info('JAX %s, backend %s, %d devices in %d processes (this is process %d).',
                jax.__version__, jax.default_backend(), jax.device_count(), jax.process_count(),
                jax.process_index())
@@ -180,27 +219,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = model_lib.from_config(config.model, info.num_classes,
                                 image_size=config.input.crop_size)
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model, model.towers)
-  parallel.check_batch_size(config.batch_size, mesh)
-  parallel.check_batch_size(config.eval_batch_size or config.batch_size, mesh)
+  eval_batch_size = config.eval_batch_size or config.batch_size
   # Which rows of every global batch this process reads (processes holding
   # the two towers of one data block read the same rows).
   shard_index, shard_count = parallel.input_shard(config.batch_size, mesh)
-  steps_per_epoch = max(1, info.num_train_examples // config.batch_size)
-  total_steps = (config.num_train_steps if config.num_train_steps > 0
-                 else config.num_epochs * steps_per_epoch)
-  eval_every = config.eval_every_steps if config.eval_every_steps > 0 else steps_per_epoch
+  schedule = Schedule.from_config(config, info.num_train_examples)
   logging.info('%s: %d training / %d validation examples, %d classes; mesh %s; %d steps '
                '(%d per epoch) of %d images.', config.dataset, info.num_train_examples,
-               info.num_eval_examples, info.num_classes, dict(mesh.shape), total_steps,
-               steps_per_epoch, config.batch_size)
+               info.num_eval_examples, info.num_classes, dict(mesh.shape), schedule.total_steps,
+               schedule.steps_per_epoch, config.batch_size)
 
   tx = optim.make_optimizer(config)
   plateau = optim.Plateau(**config.plateau) if config.lr_policy == 'plateau' else None
   root_key = jax.random.key(config.seed)
   params = parallel.init_params(model, mesh, jax.random.fold_in(root_key, 0))
-  state = {'params': params, 'opt_state': parallel.init_opt_state(tx, params, mesh),
-           'step': _replicated(mesh, 0, jnp.int32),
-           'plateau': _plateau_arrays(mesh, optim.PlateauState())}
+  state = TrainState(step=0, params=params, opt_state=parallel.init_opt_state(tx, params, mesh),
+                     plateau=optim.PlateauState())
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
   latest = manager.latest_step()
@@ -214,44 +248,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if is_chief:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
-  params, opt_state = state['params'], state['opt_state']
-  step = int(state['step'])
-  plateau_state = _plateau_state(state['plateau'])
 
-  def non_finite(what: str) -> NonFiniteLossError:
-    return NonFiniteLossError(
+  def non_finite(what: str) -> errors.NonFiniteLossError:
+    return errors.NonFiniteLossError(
         f'{what}; stopping. The last good checkpoint (step {manager.latest_step()}) is kept '
         f'in {manager.directory}. Lower config.learning_rate or check the input data.')
 
   def save():
     # The loss checked so far came from the parameters before the last update:
     # make sure that update did not overflow before keeping its result.
-    if not bool(all_finite(params)):
-      raise non_finite(f'The parameters became NaN or infinite at step {step}')
-    checkpoint.save(manager, step, {
-        'params': params, 'opt_state': opt_state, 'step': _replicated(mesh, step, jnp.int32),
-        'plateau': _plateau_arrays(mesh, plateau_state)})
+    if not bool(all_finite(state.params)):
+      raise non_finite(f'The parameters became NaN or infinite at step {state.step}')
+    checkpoint.save(manager, state)
+
+  train_step = steps.make_train_step(model, tx, mesh)
+  eval_step = steps.make_eval_step(model, mesh)
 
   def run_eval(ten_crop: bool) -> dict:
-    batches = data.eval_iterator(config, info, ten_crop=ten_crop, process_index=shard_index,
+    batches = data.eval_iterator(info, config.input, batch_size=eval_batch_size,
+                                 ten_crop=ten_crop, process_index=shard_index,
                                  process_count=shard_count)
-    result = evaluate(eval_step, params, mesh, batches)
+    result = steps.evaluate(eval_step, state.params, mesh, batches)
     prefix = 'eval_ten_crop_' if ten_crop else 'eval_'
     values = {prefix + k: v for k, v in result.items() if k != 'count'}
-    writer.write(step, values)
+    writer.write(state.step, values)
     logging.info('step %d: %s over %d examples: loss %.4f, top-1 error %.4f, top-5 error %.4f',
-                 step, 'ten-crop evaluation' if ten_crop else 'evaluation', result['count'],
-                 result['loss'], result['top1_error'], result['top5_error'])
+                 state.step, 'ten-crop evaluation' if ten_crop else 'evaluation',
+                 result['count'], result['loss'], result['top1_error'], result['top5_error'])
     return values
 
-  train_step = parallel.make_train_step(model, tx, mesh)
-  eval_step = parallel.make_eval_step(model, mesh)
+  def apply_plateau(error: float) -> None:
+    """Section 5: divide the rate by 10 when the validation error stops improving."""
+    nonlocal state
+    # In float32, as the checkpoint stores it, so a resumed run decides alike.
+    plateau_state, dropped = plateau.update(state.plateau, float(np.float32(error)))
+    opt_state = state.opt_state
+    if dropped:
+      old = optim.learning_rate(opt_state)
+      new = plateau.learning_rate(config.learning_rate, plateau_state)
+      opt_state = optim.set_learning_rate(opt_state, new)
+      logging.info('step %d: validation error stopped improving; learning rate %.3g -> %.3g '
+                   '(drop %d of at most %d).', state.step, old, new, plateau_state.drops,
+                   plateau.max_drops)
+    state = state.replace(plateau=plateau_state, opt_state=opt_state)
+
   dropout_root = jax.random.fold_in(root_key, 1)
-  batches = data.train_iterator(config, info, start_step=step, process_index=shard_index,
-                                process_count=shard_count)
+  batches = data.train_iterator(info, config.input, batch_size=config.batch_size,
+                                seed=config.seed, start_step=state.step,
+                                process_index=shard_index, process_count=shard_count)
   result = {}
   pending = None  # (step, metrics) of the last step, read one step late to keep the device busy
-  progress = _Progress(config.batch_size, total_steps, steps_per_epoch, step)
+  progress = _Progress(config.batch_size, schedule, state.step)
 
   def collect():
     """Reads the pending step's loss; stops the run if it is not finite."""
@@ -268,47 +315,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   interrupted = False
   try:
     with _StopRequest() as stop:
-      while step < total_steps and stop.signal is None:
+      while state.step < schedule.total_steps and stop.signal is None:
         batch = parallel.shard_batch(next(batches), mesh)
-        params, opt_state, m = train_step(params, opt_state, batch,
-                                          jax.random.fold_in(dropout_root, step))
+        params, opt_state, m = train_step(state.params, state.opt_state, batch,
+                                          jax.random.fold_in(dropout_root, state.step))
         collect()
-        step += 1
-        pending = (step, m)
-        at_log = step % config.log_every_steps == 0 or step == total_steps
-        at_eval = step % eval_every == 0 or step == total_steps
-        at_ckpt = step % config.checkpoint_every_steps == 0 or step == total_steps
+        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        pending = (state.step, m)
+        at_log, at_eval = schedule.log_due(state.step), schedule.eval_due(state.step)
+        at_ckpt = schedule.checkpoint_due(state.step)
         if at_log or at_eval or at_ckpt:
           collect()
         if at_log:
-          progress.log(step, float(opt_state.hyperparams['learning_rate']), writer)
+          progress.log(state.step, optim.learning_rate(state.opt_state), writer)
         if at_eval:
           result = run_eval(ten_crop=False)
           if plateau is not None:
-            # In float32, as the checkpoint stores it, so a resumed run decides alike.
-            error = float(np.float32(result['eval_top1_error']))
-            plateau_state, dropped = plateau.update(plateau_state, error)
-            if dropped:
-              old = float(opt_state.hyperparams['learning_rate'])
-              new = plateau.learning_rate(config.learning_rate, plateau_state)
-              opt_state.hyperparams['learning_rate'] = _replicated(mesh, new, jnp.float32)
-              logging.info('step %d: validation error stopped improving; learning rate '
-                           '%.3g -> %.3g (drop %d of at most %d).', step, old, new,
-                           plateau_state.drops, plateau.max_drops)
+            apply_plateau(result['eval_top1_error'])
         if at_ckpt:
           save()
       collect()
       interrupted = stop.signal is not None
       if interrupted:
-        if manager.latest_step() != step:
+        if manager.latest_step() != state.step:
           save()
         logging.info('Received %s: saved the checkpoint at step %d and stopped. Run the same '
-                     'command again to resume.', stop.signal, step)
+                     'command again to resume.', stop.signal, state.step)
     if not interrupted and config.ten_crop_eval:
       result.update(run_eval(ten_crop=True))
   finally:  # a save in flight completes even when the run stops on an error
     manager.wait_until_finished()
     manager.close()
     writer.close()
-  return {**result, 'step': step, 'interrupted': interrupted}
-
+  return {**result, 'step': state.step, 'interrupted': interrupted}

@@ -6,8 +6,8 @@ Two-tower network (60,965,224 parameters), 224x224 crops of 256x256 images
 with reflections and PCA lighting, batch 128, SGD with momentum 0.9 and
 weight decay 5e-4, learning rate 0.01 divided by 10 when the validation error
 stops improving (at most three times), 90 epochs, ten-crop final evaluation.
-The two towers go on two devices when the devices pair up (mesh.model=-1),
-the remaining devices add data parallelism.
+Devices: see docs/parallel.md (by default the two towers go on two devices
+when the devices pair up).
 
 Data: place ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in
 <data_dir>/downloads/manual/ (data_dir defaults to ~/tensorflow_datasets).

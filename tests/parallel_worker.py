@@ -29,6 +29,7 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            f' --xla_force_host_platform_device_count={_DEVICES}')
 
 import flax.linen as nn  # noqa: E402
+import hlo  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -37,6 +38,7 @@ import optax  # noqa: E402
 from alexnet_jax import layers  # noqa: E402
 from alexnet_jax import model as model_lib  # noqa: E402
 from alexnet_jax import parallel  # noqa: E402
+from alexnet_jax import steps  # noqa: E402
 from alexnet_jax.optim import paper_sgd  # noqa: E402
 
 jax.config.update('jax_default_matmul_precision', 'highest')
@@ -187,7 +189,7 @@ def collectives_json(step, args, mesh) -> list:
   text = step.lower(*args).compile().as_text()
   return [{'op': c.op, 'axes': list(c.axes), 'shapes': [list(s) for s in c.shapes],
            'elements': c.elements, 'name': c.name}
-          for c in parallel.hlo_collectives(text, mesh)]
+          for c in hlo.hlo_collectives(text, mesh)]
 
 
 class GatheringConv(layers.TowerConv):
@@ -226,7 +228,7 @@ def leaky_collectives(leaky_layer, tx, mesh, batch):
   try:
     model = small_model()
     params, opt = abstract_state(model, tx, mesh)
-    step = parallel.make_train_step(model, tx, mesh)
+    step = steps.make_train_step(model, tx, mesh)
     return collectives_json(step, (params, opt, batch, dropout_key(0)), mesh)
   finally:
     layers.TowerConv = original
@@ -265,7 +267,7 @@ def run_checks(out_dir: str) -> dict:
     sharding = parallel.state_sharding(params0, mesh)
     params = jax.device_put(params0, sharding)
     opt = parallel.init_opt_state(tx, params, mesh)
-    step = parallel.make_train_step(model, tx, mesh)
+    step = steps.make_train_step(model, tx, mesh)
     args = (params, opt, parallel.shard_batch(batch, mesh), dropout_key(0))
     if shape == (4, 2):
       result['collectives'] = collectives_json(step, args, mesh)
@@ -298,7 +300,7 @@ def run_checks(out_dir: str) -> dict:
         mp_losses.append(float(m['loss']))
       np.savez(os.path.join(out_dir, 'reference.npz'), **flat_dict(to_host(p)))
       result['mp_reference_losses'] = mp_losses
-    eval_step = parallel.make_eval_step(model, mesh)
+    eval_step = steps.make_eval_step(model, mesh)
     eval_params = jax.device_put(params0, sharding)
     eval_sums[str(shape)] = {
         str(c): {k: float(v) for k, v in eval_step(eval_params, parallel.shard_batch(b, mesh)).items()}
@@ -322,7 +324,7 @@ def run_checks(out_dir: str) -> dict:
       'process_rows_10_data_4': error_of(lambda: parallel.process_rows(10, mesh)),
       'mesh_5x2_on_8': error_of(lambda: parallel.make_mesh(5, 2)),
       'mesh_auto_x2_on_7_devices': error_of(
-          lambda: parallel.make_mesh(-1, 2, devices=jax.devices()[:7])),
+          lambda: parallel.make_mesh(None, 2, devices=jax.devices()[:7])),
   }
   result['process_rows_16'] = [parallel.process_rows(16, mesh).start,
                                parallel.process_rows(16, mesh).stop]
@@ -353,7 +355,7 @@ def run_member(process_id: int, num_processes: int, port: int, out_dir: str) -> 
   mesh = parallel.make_mesh(*MP_MESH)
   params = parallel.init_params(model, mesh, jax.random.key(0))
   opt = parallel.init_opt_state(tx, params, mesh)
-  step = parallel.make_train_step(model, tx, mesh)
+  step = steps.make_train_step(model, tx, mesh)
   rows = parallel.process_rows(BATCH, mesh)
   shard = parallel.input_shard(BATCH, mesh)
   losses = []
@@ -385,9 +387,9 @@ def run_report(batch_size: int, data: int, model_devices: int) -> None:
   batch = {'image': jax.ShapeDtypeStruct((batch_size, 224, 224, 3), jnp.float32, sharding=bs),
            'label': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=bs)}
   t = time.time()
-  text = parallel.make_train_step(model, tx, mesh).lower(params, opt, batch, dropout_key(0)).compile().as_text()
+  text = steps.make_train_step(model, tx, mesh).lower(params, opt, batch, dropout_key(0)).compile().as_text()
   print(f'compiled in {time.time() - t:.0f} s', file=sys.stderr)
-  for c in parallel.hlo_collectives(text, mesh):
+  for c in hlo.hlo_collectives(text, mesh):
     shapes = ', '.join('x'.join(map(str, s)) for s in c.shapes[:4])
     more = f' (+{len(c.shapes) - 4} more)' if len(c.shapes) > 4 else ''
     print(f'{c.op:15s} {"+".join(c.axes) or "-":11s} {c.elements:>10d} {c.dtypes[0]}  {shapes}{more}')

@@ -1,31 +1,52 @@
 """Input pipeline on a tiny embedded dataset, against NumPy references."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from alexnet_jax import config as config_lib
 from alexnet_jax import data
+from alexnet_jax import errors
 from alexnet_jax.data import augment
 from alexnet_jax.data import pipeline
 from alexnet_jax.data import stats as stats_lib
 
 S, C = 32, 28  # stored side, crop side of the tiny dataset
 N_TRAIN, N_VAL = 40, 22
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(data_dir, **kw):
-  c = data.default_config('shapes', str(data_dir), image_size=S, batch_size=12,
-                          seed=3, crop_size=C, synthetic_train_examples=N_TRAIN,
-                          synthetic_eval_examples=N_VAL)
+  c = config_lib.base_config()
+  c.dataset, c.data_dir, c.batch_size, c.seed = 'shapes', str(data_dir), 12, 3
+  c.input.image_size, c.input.crop_size = S, C
+  c.input.shapes.train_examples, c.input.shapes.eval_examples = N_TRAIN, N_VAL
   for k, v in kw.items():
     c.input[k] = v
   return c
 
 
+def info_of(config, **kw):
+  return data.get_dataset_info(config.dataset, config.data_dir, config.input, **kw)
+
+
+def train(config, info, **kw):
+  return data.train_iterator(info, config.input, batch_size=config.batch_size, seed=config.seed,
+                             **kw)
+
+
+def evaluate(config, info, **kw):
+  return data.eval_iterator(info, config.input, batch_size=config.batch_size, **kw)
+
+
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
   config = tiny_config(tmp_path_factory.mktemp('tfds'))
-  return config, data.get_dataset_info(config)
+  return config, info_of(config)
 
 
 def decoded(split):
@@ -53,25 +74,25 @@ def test_stats_are_reused_not_recomputed(tiny, monkeypatch):
     raise AssertionError('statistics recomputed although the file exists')
 
   monkeypatch.setattr(stats_lib, 'compute', fail)
-  again = data.get_dataset_info(config)
+  again = info_of(config)
   np.testing.assert_array_equal(again.stats.mean_image, info.stats.mean_image)
 
 
 def test_shapes_and_dtypes(tiny):
   config, info = tiny
-  batch = next(data.train_iterator(config, info))
+  batch = next(train(config, info))
   assert batch['image'].shape == (12, C, C, 3)
   assert batch['image'].dtype == np.float32
   assert batch['label'].shape == (12,) and batch['label'].dtype == np.int32
-  ev = next(data.eval_iterator(config, info))
+  ev = next(evaluate(config, info))
   assert ev['image'].shape == (12, C, C, 3) and ev['image'].dtype == np.float32
   assert ev['label'].dtype == np.int32 and ev['mask'].dtype == bool
-  ev10 = next(data.eval_iterator(config, info, ten_crop=True))
+  ev10 = next(evaluate(config, info, ten_crop=True))
   assert ev10['image'].shape == (12, 10, C, C, 3)
   # The first of the ten views is the center crop.
   np.testing.assert_array_equal(ev10['image'][:, 0], ev['image'])
   # Two processes: half the rows each.
-  b = next(data.train_iterator(config, info, process_index=1, process_count=2))
+  b = next(train(config, info, process_index=1, process_count=2))
   assert b['image'].shape == (6, C, C, 3)
 
 
@@ -116,7 +137,7 @@ def test_train_batch_matches_numpy_reference(tiny):
   images = decoded(split).astype(np.float32)
   mean = info.stats.mean_image
   lam, vec = info.stats.eigvals, info.stats.eigvecs
-  batches = take(data.train_iterator(config, info), 5)  # crosses epoch 0 -> 1
+  batches = take(train(config, info), 5)  # crosses epoch 0 -> 1
   n, bsz = split.num_examples, config.batch_size
   for s, batch in enumerate(batches):
     for i in range(bsz):
@@ -176,8 +197,8 @@ def test_lighting_noise_statistics(convention):
 def test_lighting_off(tiny):
   config, info = tiny
   off = tiny_config(config.data_dir, lighting_std=0.0)
-  a = next(data.train_iterator(off, info))
-  b = next(data.train_iterator(config, info))
+  a = next(train(off, info))
+  b = next(train(config, info))
   d = (b['image'] - a['image']).reshape(12, -1, 3)
   # Lighting adds one RGB offset per image, the same at every pixel.
   np.testing.assert_allclose(d, np.broadcast_to(d[:, :1], d.shape), atol=1e-3)
@@ -186,25 +207,25 @@ def test_lighting_off(tiny):
 
 def test_deterministic_and_resumable(tiny):
   config, info = tiny
-  run1 = take(data.train_iterator(config, info), 8)
-  run2 = take(data.train_iterator(config, info), 8)
+  run1 = take(train(config, info), 8)
+  run2 = take(train(config, info), 8)
   for a, b in zip(run1, run2):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
-  resumed = take(data.train_iterator(config, info, start_step=5), 3)
+  resumed = take(train(config, info, start_step=5), 3)
   for a, b in zip(run1[5:], resumed):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
   other = tiny_config(config.data_dir)
   other.seed = 4
-  c = next(data.train_iterator(other, info))
+  c = next(train(other, info))
   assert not np.array_equal(c['image'], run1[0]['image'])
 
 
 def test_two_processes_see_the_same_global_batch(tiny):
   config, info = tiny
-  whole = take(data.train_iterator(config, info, start_step=2), 2)
-  halves = [take(data.train_iterator(config, info, start_step=2,
+  whole = take(train(config, info, start_step=2), 2)
+  halves = [take(train(config, info, start_step=2,
                                      process_index=j, process_count=2), 2)
             for j in range(2)]
   for s in range(2):
@@ -220,7 +241,7 @@ def test_padded_eval_counts_every_example_once(tiny, process_count):
   split = info.source.eval
   labels, masks = [], []
   for j in range(process_count):
-    batches = list(data.eval_iterator(config, info, process_index=j,
+    batches = list(evaluate(config, info, process_index=j,
                                       process_count=process_count))
     assert len(batches) == -(-N_VAL // 12)  # 22 examples, batch 12 -> 2
     labels.append([b['label'] for b in batches])
@@ -239,7 +260,114 @@ def test_padded_eval_counts_every_example_once(tiny, process_count):
 def test_eval_center_crop_matches_numpy(tiny):
   config, info = tiny
   images = decoded(info.source.eval).astype(np.float32)
-  batch = next(data.eval_iterator(config, info))
+  batch = next(evaluate(config, info))
   m = (S - C) // 2
   ref = (images[:12] - info.stats.mean_image)[:, m:m + C, m:m + C]
   np.testing.assert_allclose(batch['image'], ref, atol=1e-4)
+
+
+def test_data_imports_nothing_of_alexnet_jax_but_errors():
+  """alexnet_jax.data is a leaf: of the package it imports only alexnet_jax.errors."""
+  code = ('import sys, alexnet_jax.data\n'
+          'print(sorted(m for m in sys.modules if m.startswith("alexnet_jax")))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,
+                       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}).stdout
+  modules = eval(out.strip().splitlines()[-1])  # a printed list of names
+  outside = [m for m in modules if m not in ('alexnet_jax', 'alexnet_jax.errors')
+             and not m.startswith('alexnet_jax.data')]
+  assert not outside, outside
+  assert 'alexnet_jax.data.pipeline' in modules  # the check saw the whole package
+
+
+def test_check_input_config_accepts_every_experiment():
+  for name in config_lib.experiment_names():
+    config = config_lib.load(name)
+    data.check_input_config(config.dataset, config.input)
+
+
+@pytest.mark.parametrize('field, value, words', [
+    ('lighting_convention', 'fancy', "input.lighting_convention='fancy' must be one of 'paper'"),
+    ('crop_size', 300, 'input.crop_size=300 is larger than input.image_size=256'),
+    ('image_size', 0, 'input.image_size=0 must be a positive integer'),
+    ('lighting_std', -0.1, 'input.lighting_std=-0.1 must be a number >= 0'),
+    ('jpeg_quality', 101, 'input.jpeg_quality=101 must be an integer in 1..100'),
+    ('num_threads', 0, 'input.num_threads=0 must be None (all cores)'),
+    ('prepared_dir', '', "input.prepared_dir='' must be None"),
+])
+def test_check_input_config_rejects(field, value, words):
+  config = config_lib.base_config()
+  config.input[field] = value
+  with pytest.raises(errors.ConfigError) as e:
+    data.check_input_config(config.dataset, config.input)
+  assert words in str(e.value)
+  assert '\n' not in str(e.value)
+
+
+def test_check_input_config_names_every_problem_and_the_dataset():
+  config = config_lib.base_config()
+  config.input.shapes.train_examples = 0
+  config.input.lighting_convention = 'fancy'
+  with pytest.raises(errors.ConfigError) as e:
+    data.check_input_config('shapes', config.input)
+  assert 'input.shapes.train_examples=0' in str(e.value)
+  assert 'input.lighting_convention' in str(e.value)
+  with pytest.raises(errors.ConfigError, match="Unknown dataset 'cifar'"):
+    data.check_input_config('cifar', config.input)
+  with config.unlocked():
+    del config.input['shapes']
+  with pytest.raises(errors.ConfigError, match='no field input.shapes.train_examples'):
+    data.check_input_config('shapes', config.input)
+
+
+def test_bad_lighting_convention_fails_before_the_data_is_read(tmp_path):
+  config = tiny_config(tmp_path / 'never', lighting_convention='cuda-convnet2')
+  with pytest.raises(errors.ConfigError, match='lighting_convention'):
+    info_of(config)
+  assert not (tmp_path / 'never').exists()
+
+
+def test_iterators_check_their_config(tiny):
+  config, info = tiny
+  bad = tiny_config(config.data_dir, lighting_convention='fancy')
+  with pytest.raises(errors.ConfigError, match='lighting_convention'):
+    train(bad, info)
+  with pytest.raises(errors.ConfigError, match='crop_size=40 is larger'):
+    evaluate(tiny_config(config.data_dir, crop_size=40), info)
+  with pytest.raises(errors.ConfigError, match='not divisible by the process count 5'):
+    train(config, info, process_count=5)
+
+
+def test_prepare_program_prints_the_statistics(tmp_path):
+  """python -m alexnet_jax.prepare: generates the data, computes and prints the statistics."""
+  args = ['--config=experiments/demo.py', f'--config.data_dir={tmp_path}',
+          '--config.input.shapes.train_examples=24', '--config.input.shapes.eval_examples=12',
+          f'--config.input.image_size={S}', f'--config.input.crop_size={C}']
+  out = _run_prepare(args)
+  assert out.returncode == 0, out.stderr
+  # TFDS announces the generation on stdout first; the report follows.
+  first, rest = out.stdout[out.stdout.index('shapes: '):].split('\n', 1)
+  assert first.startswith(f'shapes: 12 classes, 24 train / 12 eval examples of {S}x{S} in '
+                          f'{tmp_path}{os.sep}')
+  stats = stats_lib.load(stats_lib.stats_path(first.rsplit(' in ', 1)[1], S))
+  assert stats.num_images == 24 and stats.mean_image.shape == (S, S, 3)
+  assert rest.strip() == stats.describe()
+
+
+@pytest.mark.parametrize('arg, words', [
+    ('--config.input.lighting_convention=fancy', 'input.lighting_convention'),
+    ('--config.input.no_such_field=1', 'no_such_field'),
+])
+def test_prepare_program_bad_field_is_one_line(tmp_path, arg, words):
+  out = _run_prepare(['--config=demo', f'--config.data_dir={tmp_path}', arg])
+  assert out.returncode == 1
+  assert 'Traceback' not in out.stderr
+  errors_printed = [line for line in out.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors_printed) == 1 and words in errors_printed[0]
+  assert out.stderr.rstrip().splitlines()[-1] == errors_printed[0]
+  assert not os.listdir(tmp_path)  # nothing was generated
+
+
+def _run_prepare(args):
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.prepare', *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300,
+                        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})

@@ -10,7 +10,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from alexnet_jax import config as config_lib
 from alexnet_jax import data
+from alexnet_jax import errors
 from alexnet_jax.data import synthetic
 
 # A 16x12 CMYK JPEG (Adobe, inverted), made with Pillow:
@@ -49,18 +51,39 @@ def folder(tmp_path_factory):
   return root
 
 
-def _folder_config(root, **kw):
-  return data.default_config('folder', str(root), image_size=32,
-                             batch_size=8, crop_size=24, **kw)
+def _config(dataset, data_dir, batch_size=128, image_size=256, crop_size=224, **input_fields):
+  c = config_lib.base_config()
+  c.dataset, c.data_dir, c.batch_size = dataset, str(data_dir), batch_size
+  c.input.image_size, c.input.crop_size = image_size, crop_size
+  for k, v in input_fields.items():
+    c.input[k] = v
+  return c
+
+
+def _info(config):
+  return data.get_dataset_info(config.dataset, config.data_dir, config.input)
+
+
+def _train(config, info):
+  return data.train_iterator(info, config.input, batch_size=config.batch_size, seed=config.seed)
+
+
+def _eval(config, info, **kw):
+  return data.eval_iterator(info, config.input, batch_size=config.batch_size, **kw)
+
+
+def _folder_config(root, prepare, **kw):
+  config = _config('folder', root, batch_size=8, image_size=32, crop_size=24, **kw)
+  config.input.folder.prepare = prepare
+  return config
 
 
 @pytest.mark.parametrize('prepare', [True, False])
 def test_folder_with_bad_files_trains_and_reports(folder, prepare, caplog,
                                                   tmp_path):
   caplog.set_level(logging.WARNING)
-  config = _folder_config(folder, prepare=prepare,
-                          prepared_dir=str(tmp_path / 'prep'))
-  info = data.get_dataset_info(config)
+  config = _folder_config(folder, prepare, prepared_dir=str(tmp_path / 'prep'))
+  info = _info(config)
   # 18 good + cmyk + gray + png-named-jpeg; corrupt and truncated skipped.
   assert info.num_train_examples == 21
   assert info.num_eval_examples == 9
@@ -70,21 +93,30 @@ def test_folder_with_bad_files_trains_and_reports(folder, prepare, caplog,
   for ok in ('cmyk.JPEG', 'gray.JPEG', 'png_named.JPEG'):
     assert ok not in log
   # Labels follow the folders: never mislabelled.
-  names = info.source.train.names or [
-      l.strip() for l in open(tmp_path / 'prep' / 'train_names.txt')]
+  names = [line.strip() for line in open(tmp_path / 'prep' / 'train_names.txt')] if prepare else (
+      info.source.train.payload)  # on the fly: the records are the file paths
+  assert len(names) == len(info.source.train.labels) == 21
   for name, label in zip(names, info.source.train.labels):
     assert os.path.basename(os.path.dirname(name)) == ['n01', 'n02',
                                                        'n03'][label]
   if prepare:
     meta = json.load(open(tmp_path / 'prep' / 'meta.json'))
     assert meta['splits']['train']['num_skipped'] == 2
-  it = data.train_iterator(config, info)
+  it = _train(config, info)
   for _ in range(6):  # more than two epochs
     b = next(it)
     assert b['image'].shape == (8, 24, 24, 3)
     assert np.isfinite(b['image']).all()
-  ev = list(data.eval_iterator(config, info, ten_crop=True))
+  ev = list(_eval(config, info, ten_crop=True))
   assert sum(int(e['mask'].sum()) for e in ev) == 9
+
+
+def test_missing_synset_words_file_is_named(folder, tmp_path):
+  config = _folder_config(folder, True, synset_words=str(tmp_path / 'nope.txt'),
+                          prepared_dir=str(tmp_path / 'prep'))
+  with pytest.raises(errors.DataError, match='synset_words file .*nope.txt'):
+    _info(config)
+  assert not (tmp_path / 'prep').exists()
 
 
 def test_cmyk_and_gray_decode_to_rgb():
@@ -95,13 +127,12 @@ def test_cmyk_and_gray_decode_to_rgb():
 
 
 def test_mock_imagenette_is_prepared_and_read(tmp_path):
-  config = data.default_config('imagenette', str(tmp_path), image_size=32,
-                               batch_size=4, crop_size=24)
+  config = _config('imagenette', tmp_path, batch_size=4, image_size=32, crop_size=24)
   with tfds.testing.mock_data(num_examples=10):
-    info = data.get_dataset_info(config)
+    info = _info(config)
   assert info.num_classes == 10 and info.class_names[0] == 'tench'
   assert info.num_train_examples == 10 and info.num_eval_examples == 10
-  b = next(data.train_iterator(config, info))
+  b = next(_train(config, info))
   assert b['image'].shape == (4, 24, 24, 3)
   assert 0 <= b['label'].min() and b['label'].max() < 10
 
@@ -113,38 +144,38 @@ def test_mock_imagenet2012_is_prepared_and_read(tmp_path):
   manual.mkdir(parents=True)
   for archive in ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar'):
     (manual / archive).write_bytes(b'')
-  config = data.default_config('imagenet2012', str(tmp_path), image_size=32,
-                               batch_size=4, crop_size=24)
+  config = _config('imagenet2012', tmp_path, batch_size=4, image_size=32, crop_size=24)
   with tfds.testing.mock_data(num_examples=12):
-    info = data.get_dataset_info(config)
+    info = _info(config)
   assert info.num_classes == 1000 and info.class_names[0] == 'n01440764'
   assert (info.num_train_examples, info.num_eval_examples) == (12, 12)
   assert info.stats.mean_image.shape == (32, 32, 3)
-  b = next(data.train_iterator(config, info))
+  b = next(_train(config, info))
   assert b['image'].shape == (4, 24, 24, 3) and b['image'].dtype == np.float32
   assert ((0 <= b['label']) & (b['label'] < 1000)).all()
-  ev = list(data.eval_iterator(config, info, ten_crop=True))
+  ev = list(_eval(config, info, ten_crop=True))
   assert sum(int(e['mask'].sum()) for e in ev) == 12
   assert ev[0]['image'].shape == (4, 10, 24, 24, 3)
 
 
 def test_imagenet_without_archives_names_them(tmp_path):
-  config = data.default_config('imagenet2012', str(tmp_path))
-  with pytest.raises(data.DataError) as e:
-    data.get_dataset_info(config)
+  config = _config('imagenet2012', tmp_path)
+  with pytest.raises(errors.DataError) as e:
+    _info(config)
   msg = str(e.value)
   assert 'ILSVRC2012_img_train.tar' in msg and 'ILSVRC2012_img_val.tar' in msg
   assert os.path.join(str(tmp_path), 'downloads', 'manual') in msg
 
 
 def test_bad_dataset_and_missing_dir(tmp_path):
-  with pytest.raises(data.DataError, match='Unknown dataset'):
-    data.get_dataset_info(data.default_config('cifar', str(tmp_path)))
-  with pytest.raises(data.DataError, match='does not exist'):
-    data.get_dataset_info(data.default_config('folder',
-                                              str(tmp_path / 'nope')))
-  with pytest.raises(data.DataError, match='train/<class>'):
-    data.get_dataset_info(data.default_config('folder', str(tmp_path)))
+  with pytest.raises(errors.ConfigError, match='Unknown dataset'):
+    _info(_config('cifar', tmp_path))
+  with pytest.raises(errors.DataError, match='does not exist'):
+    _info(_config('folder', tmp_path / 'nope'))
+  with pytest.raises(errors.DataError, match='train/<class>'):
+    _info(_config('folder', tmp_path))
+  with pytest.raises(errors.ConfigError, match='config.data_dir is empty'):
+    _info(_config('folder', ''))
 
 
 def test_mean_colour_does_not_separate_the_shapes():

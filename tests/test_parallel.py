@@ -1,4 +1,4 @@
-"""Tests of alexnet_jax.parallel: two towers on two devices plus data parallelism (issue 3).
+"""Tests of alexnet_jax.parallel: two towers on two devices plus data parallelism.
 
 The checks that need several devices run JAX in subprocesses
 (tests/parallel_worker.py) with simulated CPU devices, because the device count
@@ -19,19 +19,21 @@ import collections
 import json
 import math
 import os
+from pathlib import Path
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from unittest import mock
 
+import hlo
 import jax
 import numpy as np
 import optax
 import pytest
 
 from alexnet_jax import parallel
+from alexnet_jax import steps
 from alexnet_jax.model import AlexNet
 
 WORKER = Path(__file__).with_name('parallel_worker.py')
@@ -266,13 +268,13 @@ def test_hlo_replica_group_formats():
       'replica_groups={{0},{1},{2},{3},{4},{5},{6},{7}}': (),
   }
   for groups, axes in cases.items():
-    (c,) = parallel.hlo_collectives(line.replace('replica_groups={}', groups), mesh)
+    (c,) = hlo.hlo_collectives(line.replace('replica_groups={}', groups), mesh)
     assert (c.op, c.axes, c.shapes) == ('all-gather', axes, ((4, 8),)), groups
   permuted = "replica_groups=mesh['axis_0'=4,'axis_1'=2], device_ids=([4,2]<=[2,4]T(1,0)) {'axis_1'}"
-  (c,) = parallel.hlo_collectives(line.replace('replica_groups={}', permuted), mesh)
+  (c,) = hlo.hlo_collectives(line.replace('replica_groups={}', permuted), mesh)
   assert c.group_size == 2
   with pytest.raises(ValueError, match='replica_groups'):
-    parallel.hlo_collectives(line.replace('replica_groups={}', 'replica_groups=<<0>>'), mesh)
+    hlo.hlo_collectives(line.replace('replica_groups={}', 'replica_groups=<<0>>'), mesh)
 
 
 # ---------------------------------------------------------------------------
@@ -338,20 +340,20 @@ def test_mesh_larger_than_the_devices():
   with pytest.raises(ValueError, match=r'data=5 x model=2 needs 10 devices, but 8 are'):
     parallel.mesh_shape(5, 2, 8)
   with pytest.raises(ValueError, match=r'mesh.model=2 does not divide the 7 devices'):
-    parallel.mesh_shape(-1, 2, 7)
-  assert parallel.mesh_shape(-1, 2, 8) == (4, 2)
-  assert parallel.mesh_shape(-1, 1, 8) == (8, 1)
+    parallel.mesh_shape(None, 2, 7)
+  assert parallel.mesh_shape(None, 2, 8) == (4, 2)
+  assert parallel.mesh_shape(None, 1, 8) == (8, 1)
 
 
 def test_model_minus_one_pairs_devices_when_it_can():
-  """mesh.model=-1 (the configs' default): one tower per device where the
+  """mesh.model=None (the configs' default): one tower per device where the
   devices pair up, both towers on every device otherwise."""
-  assert parallel.mesh_shape(-1, -1, 8) == (4, 2)
-  assert parallel.mesh_shape(-1, -1, 2) == (1, 2)
-  assert parallel.mesh_shape(-1, -1, 1) == (1, 1)
-  assert parallel.mesh_shape(-1, -1, 3) == (3, 1)        # an odd count cannot pair
-  assert parallel.mesh_shape(1, -1, 3) == (1, 2)         # one pair fits in three
-  assert parallel.mesh_shape(-1, -1, 8, towers=1) == (8, 1)
+  assert parallel.mesh_shape(None, None, 8) == (4, 2)
+  assert parallel.mesh_shape(None, None, 2) == (1, 2)
+  assert parallel.mesh_shape(None, None, 1) == (1, 1)
+  assert parallel.mesh_shape(None, None, 3) == (3, 1)        # an odd count cannot pair
+  assert parallel.mesh_shape(1, None, 3) == (1, 2)         # one pair fits in three
+  assert parallel.mesh_shape(None, None, 8, towers=1) == (8, 1)
 
 
 def test_mesh_errors_with_eight_devices(checks):
@@ -368,7 +370,7 @@ def test_mesh_errors_with_eight_devices(checks):
 @pytest.mark.parametrize('model', [0, 3, 4])
 def test_model_axis_other_than_one_or_two(model):
   with pytest.raises(ValueError, match=rf'mesh.model must be 1 or 2 .*got {model}'):
-    parallel.make_mesh(-1, model, devices=jax.devices()[:1])
+    parallel.make_mesh(None, model, devices=jax.devices()[:1])
 
 
 def test_two_model_devices_need_two_towers():
@@ -378,9 +380,9 @@ def test_two_model_devices_need_two_towers():
   one_tower = AlexNet(**{**SMALL, 'towers': 1})
   mesh = jax.sharding.AbstractMesh((1, 2), ('data', 'model'))
   with pytest.raises(ValueError, match=r'model axis has 2 devices .* towers=1'):
-    parallel.make_train_step(one_tower, optax.sgd(0.1), mesh)
+    steps.make_train_step(one_tower, optax.sgd(0.1), mesh)
   with pytest.raises(ValueError, match=r'model axis has 2 devices .* towers=1'):
-    parallel.make_eval_step(one_tower, mesh)
+    steps.make_eval_step(one_tower, mesh)
 
 
 @pytest.mark.parametrize('batch,data', [(10, 4), (127, 2), (3, 8)])

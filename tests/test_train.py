@@ -4,7 +4,6 @@ Subprocess tests run `python -m alexnet_jax.main` exactly as a user does, so
 signals, exit codes and messages are the real ones.
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -20,7 +19,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from alexnet_jax import checkpoint
+from alexnet_jax import config as config_lib
 from alexnet_jax import data
+from alexnet_jax import errors
 from alexnet_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -30,8 +31,8 @@ STEPS = 12
 
 def small_overrides(data_dir, **overrides):
   """Config fields that shrink the demo config to STEPS steps of 32 images."""
-  return {'data_dir': data_dir, 'input.synthetic_train_examples': 192,
-          'input.synthetic_eval_examples': 40, 'batch_size': 32,
+  return {'data_dir': data_dir, 'input.shapes.train_examples': 192,
+          'input.shapes.eval_examples': 40, 'batch_size': 32,
           'num_train_steps': STEPS, 'checkpoint_every_steps': 3, 'eval_every_steps': 4,
           'log_every_steps': 1, 'ten_crop_eval': False, 'plateau.patience': 1, **overrides}
 
@@ -45,10 +46,7 @@ def small_flags(data_dir, **overrides):
 
 def small_config(data_dir, **overrides):
   """The same as a ConfigDict, for calling train_and_evaluate in-process."""
-  spec = importlib.util.spec_from_file_location('demo_config', DEMO)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_lib.load(DEMO)
   for key, value in small_overrides(data_dir, **overrides).items():
     *parents, leaf = key.split('.')
     node = config
@@ -62,7 +60,8 @@ def small_config(data_dir, **overrides):
 def data_dir(tmp_path_factory):
   """The small embedded dataset, generated once for the module."""
   path = str(tmp_path_factory.mktemp('tfds'))
-  data.get_dataset_info(small_config(path))
+  config = small_config(path)
+  data.get_dataset_info(config.dataset, config.data_dir, config.input)
   return path
 
 
@@ -216,10 +215,10 @@ def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted
 
 
 def test_shape_mismatch_error_in_library(data_dir, uninterrupted, tmp_path):
-  """The library raises CheckpointMismatchError (what a notebook sees)."""
+  """The library raises CheckpointError (what a notebook sees)."""
   workdir = str(tmp_path / 'run')
   shutil.copytree(uninterrupted[0], workdir)
-  with pytest.raises(checkpoint.CheckpointMismatchError, match='conv1'):
+  with pytest.raises(errors.CheckpointError, match='conv1'):
     train.train_and_evaluate(
         small_config(data_dir, **{'model.conv_features': (32, 128, 192, 192, 128)}), workdir)
 
@@ -229,7 +228,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
   workdir = str(tmp_path)
   config = small_config(data_dir, lr_policy='steps',
                         **{'lr_steps.boundaries': [4], 'lr_steps.factor': 1e14})
-  with pytest.raises(train.NonFiniteLossError, match=r'at step \d+') as err:
+  with pytest.raises(errors.NonFiniteLossError, match=r'at step \d+') as err:
     train.train_and_evaluate(config, workdir)
   bad_step = int(str(err.value).split('at step ')[1].split(';')[0])
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:

@@ -1,35 +1,36 @@
-"""tf.data train and eval iterators with the paper's preprocessing.
+"""tf.data train and eval datasets with the paper's preprocessing.
 
 Training (sections 2 and 4.1), per example: subtract the mean image, take a
 random C x C crop and a random horizontal reflection, add PCA lighting. The
 crop is applied to the mean image at the same offset, so this equals "subtract
 the mean from the S x S image, then crop"; with S x S JPEG records only the
-crop window is decoded (``tf.io.decode_and_crop_jpeg``).
+crop window is decoded (`tf.io.decode_and_crop_jpeg`).
 
 Determinism. Global position p = s * B + i (batch s, row i, global batch B),
 epoch e = p // N, index in epoch k = p % N; the example is perm_e[k] with
-perm_e a seeded (seed, e) shuffle of range(N), and its crop/flip/alpha come
-from the stateless key (seed, e, k) (augment.example_key). So batch s is a
-pure function of (config.seed, s): ``start_step`` resumes exactly, epochs
+perm_e a seeded (seed, e) shuffle of range(N), and its crop, flip and alpha
+come from the stateless key (seed, e, k) (`augment.example_key`). So batch s
+is a pure function of (seed, s): `start_step` resumes exactly, and epochs
 follow one another without a gap or a partial batch.
 
-Multiple processes: the index stream is cut into global batches *before* any
+Several processes: the index stream is cut into global batches before any
 reading or decoding, and process j keeps rows [j*B/P, (j+1)*B/P); the P
 processes together yield exactly the global batch one process would, and each
 reads only its own examples (random access, see sources.py).
 
-Output: dicts of NumPy arrays, images float32 in 0..255 units minus the mean
-image (so roughly -128..128), labels int32.
+Output: dicts of tensors, images float32 in 0..255 units minus the mean image
+(so roughly -128..128), labels int32.
 """
 
-from __future__ import annotations
-
+from collections.abc import Callable
 import os
 
+import ml_collections
 import tensorflow as tf
 
+from alexnet_jax import errors
 from alexnet_jax.data import augment
-from alexnet_jax.data import fields
+from alexnet_jax.data import sources
 
 # TensorFlow must never take the accelerator away from JAX.
 try:
@@ -41,40 +42,42 @@ AUTOTUNE = tf.data.AUTOTUNE
 _MAX_EPOCHS = 1 << 40
 
 
-def epoch_permutation(seed: int, epoch, n: int):
-  """int64 (n,) order of epoch ``epoch``: a (seed, epoch)-seeded shuffle."""
+def epoch_permutation(seed: int, epoch, n: int) -> tf.Tensor:
+  """The int64 (n,) order of epoch `epoch`: a (seed, epoch)-seeded shuffle."""
   seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
   return tf.random.experimental.stateless_shuffle(
       tf.range(n, dtype=tf.int64), seed=seed_pair, alg=augment.PHILOX)
 
 
-def _options(config) -> tf.data.Options:
+def _options(num_threads: int | None) -> tf.data.Options:
+  """Deterministic order, a private pool of `num_threads` threads (None: all cores)."""
   opts = tf.data.Options()
   opts.deterministic = True
-  n = fields.get(config, 'num_threads') or os.cpu_count() or 1
-  opts.threading.private_threadpool_size = n
+  opts.threading.private_threadpool_size = num_threads or os.cpu_count() or 1
   opts.threading.max_intra_op_parallelism = 1
   opts.autotune.enabled = True
   return opts
 
 
-def _rows(batch_size: int, process_index: int, process_count: int):
+def _rows(batch_size: int, process_index: int, process_count: int) -> tuple[int, int]:
+  """(rows per process, this process's first row) of a global batch."""
   if process_count < 1 or not 0 <= process_index < process_count:
     raise ValueError(f'bad process_index/count {process_index}/{process_count}')
   if batch_size % process_count:
-    raise ValueError(f'batch_size {batch_size} is not divisible by the '
-                     f'process count {process_count}')
+    raise errors.ConfigError(f'The batch size {batch_size} is not divisible by the process '
+                             f'count {process_count}.')
   b = batch_size // process_count
   return b, process_index * b
 
 
-def _decode_full(split, image_size):
+def _decode_full(split: sources.Split, image_size: int) -> Callable:
   """fn(record string) -> uint8 (S, S, 3)."""
   if split.jpeg_side == image_size:
     def fn(x):
       img = tf.io.decode_jpeg(x, channels=3)
       return tf.ensure_shape(img, [image_size, image_size, 3])
     return fn
+
   def fn(x):
     if split.kind == 'files':
       x = tf.io.read_file(x)
@@ -83,7 +86,7 @@ def _decode_full(split, image_size):
   return fn
 
 
-def _decode_crop(split, image_size, crop):
+def _decode_crop(split: sources.Split, image_size: int, crop: int) -> Callable:
   """fn(record, oy, ox) -> uint8 (C, C, 3) window of the S x S image."""
   if split.jpeg_side == image_size:
     # libjpeg upsamples the chroma at the border of a decoded window from
@@ -91,12 +94,12 @@ def _decode_crop(split, image_size, crop):
     # 2-pixel margin makes the window's interior bit-identical to a full
     # decode, at no measurable cost.
     m = 2
+
     def fn(x, oy, ox):
       y0, x0 = tf.maximum(oy - m, 0), tf.maximum(ox - m, 0)
       y1 = tf.minimum(oy + crop + m, image_size)
       x1 = tf.minimum(ox + crop + m, image_size)
-      img = tf.io.decode_and_crop_jpeg(
-          x, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=3)
+      img = tf.io.decode_and_crop_jpeg(x, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=3)
       img = img[oy - y0:oy - y0 + crop, ox - x0:ox - x0 + crop]
       return tf.ensure_shape(img, [crop, crop, 3])
     return fn
@@ -104,20 +107,39 @@ def _decode_crop(split, image_size, crop):
   return lambda x, oy, ox: full(x)[oy:oy + crop, ox:ox + crop]
 
 
-def train_dataset(config, info, start_step=0, process_index=0,
-                  process_count=1) -> tf.data.Dataset:
-  """The training tf.data.Dataset (see the module docstring)."""
+def _crop_size(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict) -> int:
+  """input.crop_size, checked against the stored side of the data."""
+  if input_config.crop_size > info.image_size:
+    raise errors.ConfigError(f'input.crop_size={input_config.crop_size} is larger than the '
+                             f'{info.image_size}px images of {info.location}.')
+  return input_config.crop_size
+
+
+def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
+                  batch_size: int, seed: int, start_step: int = 0, process_index: int = 0,
+                  process_count: int = 1) -> tf.data.Dataset:
+  """The infinite training dataset (see the module docstring).
+
+  Args:
+    info: the `DatasetInfo` of the data.
+    input_config: the config's `input` fields (crop_size, lighting_std,
+      lighting_convention, num_threads).
+    batch_size: B, global (over all processes).
+    seed: the seed of the order and of the augmentation.
+    start_step: the first batch s.
+    process_index, process_count: this process j and P; it yields rows
+      [j*B/P, (j+1)*B/P) of every global batch.
+  """
   split = info.source.train
   n = split.num_examples
-  s_img = fields.get(config, 'image_size')
-  crop = fields.get(config, 'crop_size')
-  std = float(fields.get(config, 'lighting_std'))
-  scale = augment.lighting_scale(info.stats.eigvals,
-                                 fields.get(config, 'lighting_convention'))
+  s_img = info.image_size
+  crop = _crop_size(info, input_config)
+  std = float(input_config.lighting_std)
+  scale = augment.lighting_scale(info.stats.eigvals, input_config.lighting_convention)
   eigvecs = tf.constant(info.stats.eigvecs, tf.float32)
   mean = tf.constant(info.stats.mean_image, tf.float32)
-  seed = int(config.seed)
-  batch = int(config.batch_size)
+  seed = int(seed)
+  batch = int(batch_size)
   b, row0 = _rows(batch, process_index, process_count)
   labels = tf.constant(split.labels, tf.int32)
   read = split.batch_reader()
@@ -130,14 +152,12 @@ def train_dataset(config, info, start_step=0, process_index=0,
     perm = epoch_permutation(seed, e, n)
     first = tf.where(e == e0, tf.constant(k0, tf.int64), 0)
     k = tf.range(first, n, dtype=tf.int64)
-    return tf.data.Dataset.from_tensor_slices(
-        (tf.fill(tf.shape(k), e), k, tf.gather(perm, k)))
+    return tf.data.Dataset.from_tensor_slices((tf.fill(tf.shape(k), e), k, tf.gather(perm, k)))
 
   ds = tf.data.Dataset.range(e0, _MAX_EPOCHS).flat_map(epoch)
   ds = ds.batch(batch, drop_remainder=True)  # the global batch
   # This process's rows, read in one call (cheap: before any decoding).
-  ds = ds.map(lambda e, k, i: (e[row0:row0 + b], k[row0:row0 + b],
-                               read(i[row0:row0 + b]),
+  ds = ds.map(lambda e, k, i: (e[row0:row0 + b], k[row0:row0 + b], read(i[row0:row0 + b]),
                                tf.gather(labels, i[row0:row0 + b])))
   ds = ds.unbatch()
 
@@ -145,7 +165,7 @@ def train_dataset(config, info, start_step=0, process_index=0,
     key = augment.example_key(seed, e, k)
     oy, ox, flip = augment.random_crop_params(key, s_img, crop)
     img = tf.cast(decode_crop(record, oy, ox), tf.float32)
-    img = img - mean[oy:oy + crop, ox:ox + crop]  # section 2: mean image
+    img = img - mean[oy:oy + crop, ox:ox + crop]  # section 2: the mean image
     img = tf.cond(flip, lambda: tf.reverse(img, [1]), lambda: img)
     alpha = augment.lighting_alpha(key, std) if std > 0 else tf.zeros([3])
     return img, alpha, label
@@ -161,18 +181,27 @@ def train_dataset(config, info, start_step=0, process_index=0,
 
   ds = ds.map(lighting, num_parallel_calls=AUTOTUNE, deterministic=True)
   ds = ds.prefetch(AUTOTUNE)
-  return ds.with_options(_options(config))
+  return ds.with_options(_options(input_config.num_threads))
 
 
-def eval_dataset(config, info, ten_crop=False, process_index=0,
-                 process_count=1) -> tf.data.Dataset:
-  """One pass over the evaluation split, padded to whole global batches."""
+def eval_dataset(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
+                 batch_size: int, ten_crop: bool = False, process_index: int = 0,
+                 process_count: int = 1) -> tf.data.Dataset:
+  """One pass over the evaluation split, padded to whole global batches.
+
+  Args:
+    info: the `DatasetInfo` of the data.
+    input_config: the config's `input` fields (crop_size, num_threads).
+    batch_size: B, global (over all processes).
+    ten_crop: the ten views of section 4.1 instead of the center crop.
+    process_index, process_count: this process j and P, as in `train_dataset`.
+  """
   split = info.source.eval
   n = split.num_examples
-  s_img = fields.get(config, 'image_size')
-  crop = fields.get(config, 'crop_size')
+  s_img = info.image_size
+  crop = _crop_size(info, input_config)
   mean = tf.constant(info.stats.mean_image, tf.float32)
-  batch = int(config.get('eval_batch_size', None) or config.batch_size)
+  batch = int(batch_size)
   b, row0 = _rows(batch, process_index, process_count)
   total = -(-n // batch) * batch  # ceil to whole global batches
   labels = tf.constant(split.labels, tf.int32)
@@ -180,12 +209,14 @@ def eval_dataset(config, info, ten_crop=False, process_index=0,
   decode = _decode_full(split, s_img)
 
   ds = tf.data.Dataset.range(total).batch(batch)
+
   def rows(p):
     p = p[row0:row0 + b]
     valid = p < n
     idx = tf.where(valid, p, 0)
     lab = tf.where(valid, tf.gather(labels, idx), 0)
     return read(idx), lab, valid
+
   ds = ds.map(rows).unbatch()
 
   def one(record, label, valid):
@@ -198,11 +229,11 @@ def eval_dataset(config, info, ten_crop=False, process_index=0,
 
   ds = ds.map(one, num_parallel_calls=AUTOTUNE, deterministic=True)
   ds = ds.batch(b).prefetch(AUTOTUNE)
-  return ds.with_options(_options(config))
+  return ds.with_options(_options(input_config.num_threads))
 
 
-def stored_images(split, image_size, batch=64) -> tf.data.Dataset:
-  """uint8 (n, S, S, 3) batches of a split in index order (for the stats)."""
+def stored_images(split: sources.Split, image_size: int, batch: int = 64) -> tf.data.Dataset:
+  """uint8 (n, S, S, 3) batches of a split in index order (for the statistics)."""
   read = split.batch_reader()
   decode = _decode_full(split, image_size)
   ds = tf.data.Dataset.range(split.num_examples).batch(256).map(read).unbatch()

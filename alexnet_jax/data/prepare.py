@@ -1,11 +1,12 @@
-"""One-time preprocessing (section 2): every image to S x S JPEG, ArrayRecord.
+"""One-time preprocessing (section 2): every image to an S x S JPEG, in ArrayRecord.
 
 "We down-sampled the images to a fixed resolution of 256 x 256: given a
 rectangular image, we first rescaled the image such that the shorter side was
 of length 256, and then cropped out the central 256x256 patch." This module
-does that once, for a whole split, and writes the results as quality-90 JPEG
-bytes into ArrayRecord shards (random access: what makes exact resumption and
-per-process reading cheap) under a prepared directory::
+does that once, for a whole split, and writes the results as JPEG bytes
+(`input.jpeg_quality`, 90 by default) into ArrayRecord shards (random access:
+what makes exact resumption and per-process reading cheap) in a prepared
+directory:
 
     <prepared_dir>/train-00000.array_record ...   one record = one JPEG
     <prepared_dir>/train_labels.npy               int32 (N,)
@@ -19,22 +20,18 @@ skipped, counted in meta.json and logged with a warning naming the file.
 A label is never changed: a record is written with its own source's label or
 not at all.
 
-CLI::
-
-    python -m alexnet_jax.data.prepare --dataset=folder --data_dir=/data/imagenet \
-        [--image_size=256] [--prepared_dir=...]
-
-(the same happens automatically the first time training needs it).
+`alexnet_jax.data.get_dataset_info` runs this the first time a dataset is
+used; `python -m alexnet_jax.prepare` runs it alone.
 """
 
-from __future__ import annotations
-
+from collections.abc import Iterable
+from collections.abc import Iterator
 import concurrent.futures
 import json
 import os
-from typing import Iterable, Iterator
 
 from absl import logging
+from array_record.python.array_record_module import ArrayRecordWriter
 import numpy as np
 import tensorflow as tf
 
@@ -44,23 +41,23 @@ RECORDS_PER_SHARD = 10000
 META = 'meta.json'
 
 
-def read_bytes(src) -> bytes:
+def read_bytes(src: bytes | str) -> bytes:
+  """`src` itself when it is bytes, else the contents of the file it names."""
   if isinstance(src, bytes):
     return src
   with open(src, 'rb') as f:
     return f.read()
 
 
-def decode_rgb(encoded: bytes):
-  """uint8 (H, W, 3) from JPEG/PNG/GIF/BMP bytes (gray/CMYK -> RGB)."""
+def decode_rgb(encoded: bytes) -> tf.Tensor:
+  """uint8 (H, W, 3) from JPEG, PNG, GIF or BMP bytes (gray and CMYK become RGB)."""
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
-def process_one(src, image_size: int, quality: int = 90):
-  """(jpeg bytes | None, reason). ``src`` is bytes or a file path."""
+def process_one(src: bytes | str, image_size: int, quality: int) -> tuple[bytes | None, str | None]:
+  """(S x S JPEG bytes, None), or (None, why not) when `src` (bytes or a path) does not decode."""
   try:
-    data = read_bytes(src)
-    image = decode_rgb(data)
+    image = decode_rgb(read_bytes(src))
     if image.shape[0] < 1 or image.shape[1] < 1:
       return None, 'empty image'
     out = augment.resize_short_side_center_crop(image, image_size)
@@ -70,37 +67,45 @@ def process_one(src, image_size: int, quality: int = 90):
     return None, msg
 
 
-def write_split(items: Iterable[tuple[str, object, int]], out_dir: str,
-                split: str, image_size: int, quality: int = 90,
-                workers: int = 0) -> dict:
-  """Prepares one split. items: (name, bytes-or-path, label) in order.
+def _chunks(items: Iterator, n: int) -> Iterator[list]:
+  """Lists of n consecutive items (the last one shorter)."""
+  buf = []
+  for x in items:
+    buf.append(x)
+    if len(buf) == n:
+      yield buf
+      buf = []
+  if buf:
+    yield buf
 
-  Returns {'num_examples', 'num_skipped', 'skipped': [(name, reason)],
-  'shards': [file names]}. meta.json, written last and atomically by
-  ``prepare_dataset``, marks a complete preparation: shards left by an
-  interrupted one are rewritten on the next run.
+
+def write_split(items: Iterable[tuple[str, bytes | str, int]], out_dir: str, split: str,
+                image_size: int, *, quality: int, workers: int | None) -> dict:
+  """Prepares one split.
+
+  meta.json, written last and atomically by `prepare_dataset`, marks a
+  complete preparation: shards left by an interrupted one are rewritten on the
+  next run.
+
+  Args:
+    items: (name, bytes or path, label) in order.
+    out_dir: the prepared directory.
+    split: 'train' or 'validation': the files' prefix.
+    image_size: S.
+    quality: of the JPEGs written.
+    workers: threads; None: all cores.
+
+  Returns:
+    {'num_examples', 'num_skipped', 'skipped': [(name, reason)], 'shards': [file names]}.
   """
-  from array_record.python.array_record_module import ArrayRecordWriter
   os.makedirs(out_dir, exist_ok=True)
   workers = workers or os.cpu_count() or 1
   labels, names, shards, skipped = [], [], [], []
   writer = None
   count_in_shard = 0
-
-  def chunks(it: Iterator, n: int):
-    buf = []
-    for x in it:
-      buf.append(x)
-      if len(buf) == n:
-        yield buf
-        buf = []
-    if buf:
-      yield buf
-
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    for chunk in chunks(iter(items), 256 * workers):
-      results = pool.map(
-          lambda it: process_one(it[1], image_size, quality), chunk)
+    for chunk in _chunks(iter(items), 256 * workers):
+      results = pool.map(lambda item: process_one(item[1], image_size, quality), chunk)
       for (name, _, label), (jpeg, reason) in zip(chunk, results):
         if jpeg is None:
           logging.warning('Skipping undecodable image %s (%s)', name, reason)
@@ -108,8 +113,7 @@ def write_split(items: Iterable[tuple[str, object, int]], out_dir: str,
           continue
         if writer is None:
           shard = f'{split}-{len(shards):05d}.array_record'
-          writer = ArrayRecordWriter(os.path.join(out_dir, shard),
-                                     'group_size:1')
+          writer = ArrayRecordWriter(os.path.join(out_dir, shard), 'group_size:1')
           shards.append(shard)
         writer.write(jpeg)
         labels.append(int(label))
@@ -119,31 +123,33 @@ def write_split(items: Iterable[tuple[str, object, int]], out_dir: str,
           writer.close()
           writer, count_in_shard = None, 0
       if len(labels) and len(labels) % 50000 < 256 * workers:
-        logging.info('prepare %s: %d images written, %d skipped', split,
-                     len(labels), len(skipped))
+        logging.info('prepare %s: %d images written, %d skipped', split, len(labels),
+                     len(skipped))
   if writer is not None:
     writer.close()
-  np.save(os.path.join(out_dir, f'{split}_labels.npy'),
-          np.asarray(labels, np.int32))
+  np.save(os.path.join(out_dir, f'{split}_labels.npy'), np.asarray(labels, np.int32))
   with open(os.path.join(out_dir, f'{split}_names.txt'), 'w') as f:
     f.write('\n'.join(names) + '\n')
   if skipped:
-    logging.warning('prepare %s: skipped %d undecodable file(s): %s', split,
-                    len(skipped), ', '.join(n for n, _ in skipped[:20]))
-  return dict(num_examples=len(labels), num_skipped=len(skipped),
-              skipped=skipped, shards=shards)
+    logging.warning('prepare %s: skipped %d undecodable file(s): %s', split, len(skipped),
+                    ', '.join(n for n, _ in skipped[:20]))
+  return dict(num_examples=len(labels), num_skipped=len(skipped), skipped=skipped, shards=shards)
 
 
-def prepare_dataset(out_dir: str, splits: dict, class_names, image_size: int,
-                    source: str, quality: int = 90, workers: int = 0) -> dict:
-  """Prepares all splits ({split: items iterable}) and writes meta.json."""
+def prepare_dataset(out_dir: str, splits: dict[str, Iterable], class_names: Iterable[str],
+                    image_size: int, *, source: str, quality: int, workers: int | None) -> dict:
+  """Prepares every split ({split: items}, see `write_split`) and writes meta.json.
+
+  Returns:
+    The contents of meta.json: source, image_size, jpeg_quality, class_names, splits.
+  """
   meta = dict(source=source, image_size=image_size, jpeg_quality=quality,
               class_names=list(class_names), splits={})
   for split, items in splits.items():
-    logging.info('Preparing %s split %s at %dx%d into %s', source, split,
-                 image_size, image_size, out_dir)
-    meta['splits'][split] = write_split(items, out_dir, split, image_size,
-                                        quality, workers)
+    logging.info('Preparing %s split %s at %dx%d into %s', source, split, image_size, image_size,
+                 out_dir)
+    meta['splits'][split] = write_split(items, out_dir, split, image_size, quality=quality,
+                                        workers=workers)
   tmp = os.path.join(out_dir, META + '.tmp')
   with open(tmp, 'w') as f:
     json.dump(meta, f, indent=1)
@@ -151,35 +157,10 @@ def prepare_dataset(out_dir: str, splits: dict, class_names, image_size: int,
   return meta
 
 
-def load_meta(out_dir: str):
+def load_meta(out_dir: str) -> dict | None:
+  """The meta.json of a complete preparation in `out_dir`, or None."""
   path = os.path.join(out_dir, META)
   if not os.path.exists(path):
     return None
   with open(path) as f:
     return json.load(f)
-
-
-def main(argv):
-  del argv
-  from absl import flags
-  from alexnet_jax import data
-  f = flags.FLAGS
-  config = data.default_config(dataset=f.dataset, data_dir=f.data_dir,
-                               image_size=f.image_size,
-                               prepared_dir=f.prepared_dir or '')
-  try:
-    info = data.get_dataset_info(config)
-  except data.DataError as e:
-    raise SystemExit(f'error: {e}')
-  print(f'{info.name}: {info.num_train_examples} train / '
-        f'{info.num_eval_examples} eval examples prepared at '
-        f'{info.location}')
-
-
-if __name__ == '__main__':
-  from absl import app, flags
-  flags.DEFINE_string('dataset', 'folder', 'imagenet2012 | imagenette | folder')
-  flags.DEFINE_string('data_dir', '~/tensorflow_datasets', 'data directory')
-  flags.DEFINE_integer('image_size', 256, 'stored side')
-  flags.DEFINE_string('prepared_dir', '', 'output (default under data_dir)')
-  app.run(main)

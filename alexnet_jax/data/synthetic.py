@@ -1,10 +1,10 @@
-"""The embedded offline dataset ``alexnet_shapes``: coloured shapes in clutter.
+"""The embedded offline dataset `alexnet_shapes`: coloured shapes in clutter.
 
-A TFDS ``GeneratorBasedBuilder`` registered by importing this module. Nothing is
+A TFDS `GeneratorBasedBuilder` registered by importing this module. Nothing is
 downloaded: every image is rendered with NumPy from a seed and JPEG-encoded
-(quality 90, like ImageNet), so ``download_and_prepare`` works offline.
+(quality 90, like ImageNet), so `download_and_prepare` works offline.
 
-Classes (12) are the combinations of 4 shapes x 3 colour families::
+Classes (12) are the combinations of 4 shapes x 3 colour families:
 
     label = 3 * shape + colour     shape in (disc, square, triangle, cross)
                                    colour in (red, green, blue)
@@ -13,21 +13,19 @@ so every colour appears in 4 classes and every shape in 3. A class is told
 apart only by spatial structure (the outline) AND colour together: the mean
 colour of an image says at best which colour family the object has (and the
 background, clutter and illumination blur even that), never its shape; see
-``mean_colour_ncm_accuracy`` and its test. Each image varies in object
+`mean_colour_ncm_accuracy` and its test. Each image varies in object
 position, scale and rotation, object hue/saturation/value, background colour
 and gradient, clutter (line segments and dots, some in front of the object),
 an illumination gradient, a per-channel colour cast and sensor noise, so random
 crops, horizontal reflections (all four shapes are mirror-symmetric up to
 their rotation, which is itself symmetric) and PCA lighting all matter.
 
-Images are ``uint8`` RGB, ``image_size x image_size`` (default 64; any side
->= 16 works, geometry scales with it). Splits: ``train`` and ``validation``
+Images are `uint8` RGB, `image_size x image_size` (default 64; any side
+>= 16 works, geometry scales with it). Splits: `train` and `validation`
 (the ImageNet split names), each rendered from its own seed stream, so the
 validation images are held out. Generating 6,000 64x64 images with their
 statistics took about 7.5 s on one core (docs/benchmarks.md).
 """
-
-from __future__ import annotations
 
 import colorsys
 import dataclasses
@@ -59,9 +57,9 @@ def _hsv(h, s, v):
 
 
 def _shape_sdf(shape: int, x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
-  """Signed distance (pixels, < 0 inside) of shape ``shape`` of size ``r``.
+  """Signed distance (pixels, < 0 inside) of shape `shape` of size `r`.
 
-  ``x``, ``y`` are coordinates relative to the shape centre, already rotated.
+  `x`, `y` are coordinates relative to the shape centre, already rotated.
   """
   if shape == 0:  # disc
     return np.sqrt(x * x + y * y) - r
@@ -97,7 +95,7 @@ def _segment_dist(px, py, ax, ay, bx, by):
 
 
 def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
-  """Renders one image of class ``label``: uint8 array (size, size, 3), RGB."""
+  """Renders one image of class `label`: uint8 array (size, size, 3), RGB."""
   shape, colour = divmod(int(label), len(COLOURS))
   u = size / 64.0  # geometry is specified for 64 px and scaled
   ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
@@ -155,8 +153,8 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
   return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def example(split: str, index: int, size: int, seed: int):
-  """(image uint8 (size,size,3), label int) of example ``index`` of ``split``.
+def example(split: str, index: int, size: int, seed: int) -> tuple[np.ndarray, int]:
+  """(image uint8 (size, size, 3), label) of example `index` of `split`.
 
   Pure function of its arguments. Labels cycle through the classes so every
   class has the same count (within 1).
@@ -166,7 +164,8 @@ def example(split: str, index: int, size: int, seed: int):
   return render(label, size, rng), label
 
 
-def mean_colour_ncm_accuracy(num_train=600, num_val=300, size=32, seed=0):
+def mean_colour_ncm_accuracy(num_train: int = 600, num_val: int = 300, size: int = 32,
+                             seed: int = 0) -> float:
   """Accuracy of a nearest-class-mean classifier on mean RGB (diagnostic).
 
   Shows that the classes are not separable by one pixel statistic (chance is
@@ -195,15 +194,14 @@ class ShapesConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-def shapes_config(image_size: int = 64, num_train: int = 5000,
-                  num_validation: int = 1000, seed: int = 0) -> ShapesConfig:
+def shapes_config(*, image_size: int, num_train: int, num_validation: int,
+                  seed: int) -> ShapesConfig:
   """A config whose name encodes its parameters (so each has its own folder)."""
   return ShapesConfig(
       name=f's{image_size}_n{num_train}_v{num_validation}_seed{seed}',
       description=(f'{image_size}x{image_size} JPEG, {num_train} train / '
                    f'{num_validation} validation images, seed {seed}'),
-      image_size=image_size, num_train=num_train,
-      num_validation=num_validation, seed=seed)
+      image_size=image_size, num_train=num_train, num_validation=num_validation, seed=seed)
 
 
 class AlexnetShapes(tfds.core.GeneratorBasedBuilder):
@@ -211,7 +209,8 @@ class AlexnetShapes(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  BUILDER_CONFIGS = [shapes_config()]
+  # The default when the dataset is loaded by name (tfds.load('alexnet_shapes')).
+  BUILDER_CONFIGS = [shapes_config(image_size=64, num_train=5000, num_validation=1000, seed=0)]
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.image_size
@@ -219,8 +218,7 @@ class AlexnetShapes(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(s, s, 3),
-                                         encoding_format='jpeg'),
+            'image': tfds.features.Image(shape=(s, s, 3), encoding_format='jpeg'),
             'label': tfds.features.ClassLabel(names=list(CLASS_NAMES)),
         }),
         supervised_keys=('image', 'label'),

@@ -1,0 +1,88 @@
+"""What every command-line program shares: the config flag, short errors, quiet logs.
+
+A program (`alexnet_jax/main.py`, `benchmark.py`, `prepare.py`, ...) defines
+its flags at module level, calls `define_config_flag()` if it reads an
+experiment config, and ends with `cli.run(main)`. A user error (any
+`errors.AlexNetError`, a missing config file, a misspelt `--config.<field>`)
+then prints one paragraph to stderr and exits with status 1, no traceback.
+"""
+
+from collections.abc import Callable
+import logging as std_logging
+import os
+import sys
+
+# TensorFlow (the input pipeline) prints C++ start-up notices; keep its warnings.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from alexnet_jax import config as config_lib  # noqa: E402
+from alexnet_jax import errors  # noqa: E402
+
+
+def define_config_flag() -> None:
+  """--config=PATH or NAME (a packaged experiment), with --config.<field>=value overrides."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'An experiment config: a file (experiments/paper.py) or a packaged name '
+      f'({", ".join(config_lib.experiment_names())}).', lock_config=True)
+
+
+def fail(message: str) -> None:
+  """Prints `error: message` to stderr and exits with status 1."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def _resolve_config_argument(arg: str) -> str:
+  """--config=NAME -> --config=<the packaged file>; other arguments unchanged."""
+  if not arg.startswith('--config='):
+    return arg
+  return '--config=' + config_lib.experiment_path(arg[len('--config='):])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a short error for a missing config or a misspelt field."""
+  try:
+    argv = [_resolve_config_argument(a) for a in argv]
+    argv = flags.FLAGS(argv)
+    if 'config' in flags.FLAGS and flags.FLAGS['config'].present:
+      flags.FLAGS.config.keys()  # the file loads lazily: a broken one fails here
+    return argv
+  except errors.AlexNetError as e:
+    fail(str(e))
+  except OSError as e:  # the config file is missing or does not load
+    fail(str(e))
+  except flags.Error as e:
+    fail(f'{e}\nPass --helpfull to see the flags.')
+  except (AttributeError, KeyError) as e:  # ml_collections: no such config field
+    fail(f'the config has no field {e}; the fields and their meaning are in '
+         'alexnet_jax/config.py.')
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the console; its warnings stay."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def run(main: Callable[[list[str]], None], *, positional: bool = False) -> None:
+  """`app.run(main)` with the parsing above and user errors as one paragraph.
+
+  positional: the program takes arguments besides flags (e.g. image files).
+  """
+
+  def guarded(argv):
+    if len(argv) > 1 and not positional:
+      raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    logging.get_absl_handler().addFilter(_QuietOrbax())
+    try:
+      main(argv)
+    except errors.AlexNetError as e:
+      fail(str(e))
+
+  app.run(guarded, flags_parser=parse_flags)

@@ -1,0 +1,179 @@
+"""The input pipeline's entry points: check the config, load a dataset, iterate over it.
+
+`input_config` is a config's `input` block (alexnet_jax/config.py lists its
+fields and defaults); a field that is None there is derived (the comment next
+to it says from what).
+"""
+
+from collections.abc import Iterator
+import math
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from alexnet_jax import errors
+from alexnet_jax.data import augment
+from alexnet_jax.data import pipeline
+from alexnet_jax.data import sources
+from alexnet_jax.data import stats as stats_lib
+
+
+def _field(input_config: ml_collections.ConfigDict, name: str) -> Any:
+  """input.<name> (dotted for the nested options: 'shapes.seed')."""
+  value = input_config
+  for part in name.split('.'):
+    if not isinstance(value, (ml_collections.ConfigDict, dict)) or part not in value:
+      raise errors.ConfigError(
+          f'The config has no field input.{name}; the fields and their meaning are in '
+          'alexnet_jax/config.py (build configs from its base_config()).')
+    value = value[part]
+  return value
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _positive(value: Any) -> bool:
+  return _is_int(value) and value >= 1
+
+
+def _none_or_positive(value: Any) -> bool:
+  return value is None or _positive(value)
+
+
+def _none_or_path(value: Any) -> bool:
+  return value is None or (isinstance(value, str) and value != '')
+
+
+def check_input_config(dataset: str, input_config: ml_collections.ConfigDict) -> None:
+  """Raises errors.ConfigError naming every field of `dataset` and `input_config` that cannot work.
+
+  Reads the fields only (no files, no TensorFlow), so a run can call it before
+  it builds anything.
+  """
+  if dataset not in sources.DATASETS:
+    raise errors.ConfigError(
+        f'Unknown dataset {dataset!r} (config.dataset). Choose one of: '
+        f'{", ".join(sources.DATASETS)}. "shapes" is the embedded offline dataset used by the '
+        'demo.')
+  problems = []
+
+  def check(name, ok, requirement):
+    value = _field(input_config, name)
+    if not ok(value):
+      problems.append(f'input.{name}={value!r} {requirement}')
+    return value
+
+  size = check('image_size', _positive, 'must be a positive integer')
+  crop = check('crop_size', _positive, 'must be a positive integer')
+  if _positive(size) and _positive(crop) and crop > size:
+    problems.append(f'input.crop_size={crop} is larger than input.image_size={size}')
+  check('lighting_std', lambda v: _is_number(v) and math.isfinite(v) and v >= 0,
+        'must be a number >= 0 (0: no lighting noise)')
+  check('lighting_convention', lambda v: v in augment.LIGHTING_CONVENTIONS,
+        f'must be one of {", ".join(repr(c) for c in augment.LIGHTING_CONVENTIONS)}')
+  for name in ('num_threads', 'prepare_workers'):
+    check(name, _none_or_positive, 'must be None (all cores) or a positive integer')
+  for name in ('stats_dir', 'prepared_dir', 'synset_words'):
+    check(name, _none_or_path, 'must be None (the default) or a path')
+  check('jpeg_quality', lambda v: _is_int(v) and 1 <= v <= 100, 'must be an integer in 1..100')
+  check('shapes.train_examples', _positive, 'must be a positive integer')
+  check('shapes.eval_examples', _positive, 'must be a positive integer')
+  check('shapes.seed', lambda v: _is_int(v) and v >= 0, 'must be an integer >= 0')
+  check('imagenette.variant', lambda v: isinstance(v, str) and v != '',
+        "must name a TFDS imagenette config ('full-size-v2', '320px-v2', ...)")
+  check('folder.prepare', lambda v: isinstance(v, bool), 'must be True or False')
+  if problems:
+    raise errors.ConfigError('; '.join(problems) + '.')
+
+
+def get_dataset_info(dataset: str, data_dir: str, input_config: ml_collections.ConfigDict, *,
+                     recompute_stats: bool = False) -> sources.DatasetInfo:
+  """Loads a dataset and its statistics, generating or preparing them first when missing.
+
+  The first call generates the embedded dataset, or builds the TFDS dataset
+  and prepares the S x S JPEGs, and computes the statistics (`stats_<S>.npz`
+  in input.stats_dir, by default beside the data); later calls reuse them.
+
+  Args:
+    dataset: one of DATASETS (config.dataset).
+    data_dir: the directory that holds or receives the data (config.data_dir).
+    input_config: the config's `input` fields.
+    recompute_stats: compute the statistics again even when their file exists.
+
+  Raises:
+    errors.ConfigError: the config cannot work (see `check_input_config`).
+    errors.DataError: the data is missing or unreadable; the message says what to do.
+  """
+  check_input_config(dataset, input_config)
+  if not data_dir:
+    raise errors.ConfigError('config.data_dir is empty: set --config.data_dir to the directory '
+                             'holding (or to receive) the dataset.')
+  source = sources.load_source(dataset, data_dir, input_config)
+  if not source.train.num_examples:
+    raise errors.DataError(f'The training split in {source.location} holds no decodable image.')
+  s = source.image_size
+  stats_dir = (source.location if input_config.stats_dir is None
+               else sources.expand(input_config.stats_dir))
+  stats = stats_lib.load_or_compute(
+      stats_dir, s, lambda: pipeline.stored_images(source.train, s).as_numpy_iterator(),
+      force=recompute_stats)
+  if stats.mean_image.shape != (s, s, 3):
+    raise errors.DataError(f'{stats_lib.stats_path(stats_dir, s)} has a mean image of shape '
+                           f'{stats.mean_image.shape}, expected {(s, s, 3)}; delete it to '
+                           'recompute.')
+  return sources.DatasetInfo(
+      num_classes=len(source.class_names), num_train_examples=source.train.num_examples,
+      num_eval_examples=source.eval.num_examples, class_names=tuple(source.class_names),
+      stats=stats, name=source.name, image_size=s, location=source.location, source=source)
+
+
+def train_iterator(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
+                   batch_size: int, seed: int, start_step: int = 0, process_index: int = 0,
+                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """The infinite stream of training batches, from batch `start_step` on.
+
+  Batch s is a pure function of (seed, s): {'image': float32 (B/P, C, C, 3),
+  'label': int32 (B/P,)}, this process's rows of the global batch B (P =
+  process_count). Pixels: 0..255 minus the mean image, plus PCA lighting.
+
+  Args:
+    info: from `get_dataset_info`.
+    input_config: the config's `input` fields (crop_size, lighting_std,
+      lighting_convention, num_threads).
+    batch_size: B, global (over all processes).
+    seed: the seed of the order and the augmentation (config.seed).
+    start_step: the first batch s (resuming at a step yields what the run had from there).
+    process_index, process_count: this process and how many there are.
+  """
+  return pipeline.train_dataset(
+      info, input_config, batch_size=batch_size, seed=seed, start_step=start_step,
+      process_index=process_index, process_count=process_count).as_numpy_iterator()
+
+
+def eval_iterator(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
+                  batch_size: int, ten_crop: bool = False, process_index: int = 0,
+                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over the evaluation split, in order, padded to whole global batches.
+
+  Batches: {'image': float32 (B/P, C, C, 3), or (B/P, 10, C, C, 3) with
+  ten_crop, 'label': int32 (B/P,), 'mask': bool (B/P,)}; the padding rows of
+  the last batch have mask False.
+
+  Args:
+    info: from `get_dataset_info`.
+    input_config: the config's `input` fields (crop_size, num_threads).
+    batch_size: B, global (over all processes).
+    ten_crop: the ten views of section 4.1 (center and corners, and their
+      reflections) instead of the center crop.
+    process_index, process_count: this process and how many there are.
+  """
+  return pipeline.eval_dataset(
+      info, input_config, batch_size=batch_size, ten_crop=ten_crop, process_index=process_index,
+      process_count=process_count).as_numpy_iterator()

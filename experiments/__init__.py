@@ -1,0 +1,1 @@
+"""The experiment configs, importable as alexnet_jax.experiments once installed."""
