@@ -1,0 +1,79 @@
+r"""Converts the BVLC AlexNet's published weights into a workdir, and a workdir back out.
+
+  python -m alexnet_jax.convert --from=caffe --weights=bvlc_alexnet.caffemodel --workdir=DIR \
+      [--mean=ilsvrc_2012_mean.binaryproto]
+  python -m alexnet_jax.convert --from=onnx --weights=bvlcalexnet-12.onnx --workdir=DIR
+  python -m alexnet_jax.convert --from=npz --weights=alexnet.npz --workdir=DIR
+  python -m alexnet_jax.convert --to=npz --workdir=DIR --out=alexnet.npz
+  python -m alexnet_jax.convert --to=stablehlo --workdir=DIR --out=alexnet.jax_export
+
+--from writes a workdir the other commands read like a trained run's
+(checkpoints/, config.json, class_names.json); a file that is not the BVLC
+AlexNet stops with an error naming the mismatch and nothing is written. --to
+reads any workdir: npz writes the framework-neutral grouped layout (PyTorch's
+nn.Conv2d(groups=2) and Caffe's), stablehlo a `jax.export` inference function
+that runs with plain JAX. The work is done by `alexnet_jax.pretrained`.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from alexnet_jax import cli
+from alexnet_jax import model as model_lib
+from alexnet_jax import pretrained
+
+_FROM = flags.DEFINE_enum('from', None, ['caffe', 'onnx', 'npz'],
+                          'Import --weights of this format into --workdir.')
+_TO = flags.DEFINE_enum('to', None, ['npz', 'stablehlo'], 'Export --workdir into --out.')
+_WEIGHTS = flags.DEFINE_string('weights', None, 'The file to import (.caffemodel, .onnx, .npz).')
+_MEAN = flags.DEFINE_string('mean', None, 'With --from=caffe: a Caffe mean file '
+                            '(ilsvrc_2012_mean.binaryproto) to keep in the workdir.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'The workdir written (--from) or read (--to).')
+_OUT = flags.DEFINE_string('out', None, 'The file --to writes.')
+_PLATFORMS = flags.DEFINE_list('platforms', ['cpu', 'cuda'],
+                               'With --to=stablehlo: the platforms the export runs on.')
+flags.mark_flags_as_required(['workdir'])
+
+_READERS = {'caffe': pretrained.read_caffemodel, 'onnx': pretrained.read_onnx,
+            'npz': pretrained.read_npz}
+
+
+def main(argv):
+  del argv
+  if (_FROM.value is None) == (_TO.value is None):
+    raise app.UsageError('Give exactly one of --from (import) and --to (export).')
+  if _FROM.value is not None:
+    if not _WEIGHTS.value:
+      raise app.UsageError(f'--from={_FROM.value} needs --weights=FILE.')
+    if _MEAN.value and _FROM.value != 'caffe':
+      raise app.UsageError('--mean goes with --from=caffe.')
+    weights = _READERS[_FROM.value](_WEIGHTS.value)
+    mean = pretrained.read_mean(_MEAN.value) if _MEAN.value else None
+    pretrained.write_workdir(_WORKDIR.value, weights, source=_FROM.value,
+                             weights_path=_WEIGHTS.value, mean=mean)
+    logging.info('Wrote the BVLC AlexNet to %s. It takes 227x227 BGR images minus the Caffe '
+                 'mean (config.json: input.channel_order, input.mean).', _WORKDIR.value)
+    return
+  if not _OUT.value:
+    raise app.UsageError(f'--to={_TO.value} needs --out=FILE.')
+  config, params = pretrained.load_workdir(_WORKDIR.value)
+  if _TO.value == 'npz':
+    weights = pretrained.from_params(params, f'The checkpoint in {_WORKDIR.value}')
+    caffe = pretrained.bvlc_config()
+    differ = [f'{group}.{field}={config[group].get(field)!r}' for group, field in (
+        ('model', 'lrn_convention'), ('model', 'lrn_k'), ('model', 'lrn_across_towers'),
+        ('input', 'crop_size')) if config[group].get(field) != caffe[group][field]]
+    if differ:  # the npz holds weights only: readers will assume Caffe's network
+      logging.warning('This network differs from Caffe\'s AlexNet (%s); whoever loads %s '
+                      'must use these settings.', ', '.join(differ), _OUT.value)
+    pretrained.write_npz(_OUT.value, weights)
+  else:
+    model = model_lib.from_config(config.model, int(params['fc8']['bias'].size),
+                                  image_size=config.input.crop_size)
+    pretrained.export_stablehlo(model, params, _OUT.value, tuple(_PLATFORMS.value))
+  logging.info('Wrote %s.', _OUT.value)
+
+
+if __name__ == '__main__':
+  cli.run(main)
