@@ -94,10 +94,20 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
                                  int(plateau['drops'])))
 
 
+def all_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints in `workdir`, ascending (empty when there are none)."""
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  with ocp.CheckpointManager(directory) as manager:
+    return sorted(manager.all_steps())
+
+
 def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:
   """(step, parameters) of a run's checkpoint, the latest by default, as NumPy arrays.
 
-  For looking at a trained network (notebooks, tests); training resumes with
+  Read-only, onto this process's first device, whatever mesh wrote it (for
+  using a trained network: `alexnet_jax.trained`); training resumes with
   `restore`, which keeps the shardings.
   """
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')

@@ -38,6 +38,7 @@ from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax import parallel
 from alexnet_jax import steps
+from alexnet_jax import trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,9 +246,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metrics_lib.MetricsWriter(workdir, enabled=is_chief)
   if latest is not None:
     writer.truncate_after(latest)
-  if is_chief:
+  if is_chief:  # what `alexnet_jax.trained` reads to use the network without the data
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
+    trained.write_class_names(workdir, info.class_names)
 
   def non_finite(what: str) -> errors.NonFiniteLossError:
     return errors.NonFiniteLossError(

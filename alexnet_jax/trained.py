@@ -1,0 +1,118 @@
+"""A finished (or running) training run, opened read-only: its config, network and weights.
+
+A workdir written by `train.train_and_evaluate` (or by `alexnet_jax.convert`)
+holds what is needed to use the network without the training data:
+
+  config.json        the resolved config the run started with
+  class_names.json   {"class_names": [...]} (index = label), and "wnids" when known
+  checkpoints/<step> orbax checkpoints ('params' at least)
+
+`open_run` reads them and never writes into the workdir. The mean image
+and the other input statistics are the dataset's (`alexnet_jax.data`).
+
+Nothing here imports TensorFlow.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from alexnet_jax import checkpoint
+from alexnet_jax import config as config_lib
+from alexnet_jax import errors
+from alexnet_jax import model as model_lib
+
+CLASS_NAMES_FILE = 'class_names.json'
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """A run's network at one checkpoint.
+
+  Attributes:
+    workdir: the run's directory.
+    config: the config the run was started with (unlocked copy).
+    step: the checkpoint's step.
+    params: the network's parameters as NumPy arrays (tower axis first).
+    model: the `AlexNet` that `params` fit (image_size = the run's crop size).
+    class_names: readable class names, index = label.
+  """
+  workdir: str
+  config: ml_collections.ConfigDict
+  step: int
+  params: Any
+  model: model_lib.AlexNet
+  class_names: tuple[str, ...]
+
+
+def write_class_names(workdir: str, class_names: tuple[str, ...] | list[str],
+                      wnids: list[str] | None = None) -> None:
+  """Writes <workdir>/class_names.json (atomically)."""
+  content = {'class_names': list(class_names), **({'wnids': list(wnids)} if wnids else {})}
+  path = os.path.join(workdir, CLASS_NAMES_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(content, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run started with, from <workdir>/config.json."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise errors.CheckpointError(
+        f'{workdir} is not a training run: it has no config.json. Give the --workdir of a run '
+        'made by python -m alexnet_jax.main (or alexnet_jax.convert).')
+  with open(path) as f:
+    values = json.load(f)
+  config = config_lib.base_config()
+  _update(config, values, path)
+  return config
+
+
+def _update(config: ml_collections.ConfigDict, values: dict, path: str, prefix: str = '') -> None:
+  """Sets the fields of `config` from a JSON dict, tuples restored from lists."""
+  for key, value in values.items():
+    if key not in config:
+      raise errors.ConfigError(f'{path} has the field {prefix}{key}, which this version of '
+                               'alexnet_jax does not know.')
+    if isinstance(config[key], ml_collections.ConfigDict):
+      _update(config[key], value, path, f'{prefix}{key}.')
+    else:
+      config[key] = tuple(value) if isinstance(value, list) and key == 'conv_features' else value
+
+
+def open_run(workdir: str, step: int | None = None) -> TrainedRun:
+  """Opens a run read-only at checkpoint `step` (the latest when None).
+
+  Raises:
+    errors.CheckpointError: no config.json, no checkpoint, or no checkpoint at `step`
+      (the message lists the steps there are).
+  """
+  workdir = os.path.abspath(workdir)
+  config = read_config(workdir)
+  steps = checkpoint.all_steps(workdir)
+  if not steps:
+    raise errors.CheckpointError(f'{workdir} has no checkpoint yet (checkpoints/ is empty or '
+                                 'missing); train first, or give another --workdir.')
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise errors.CheckpointError(f'{workdir} has no checkpoint at step {step}; it has steps '
+                                 f'{", ".join(map(str, steps))}.')
+  _, params = checkpoint.load_params(workdir, step)
+  class_names = _class_names(workdir)
+  model = model_lib.from_config(config.model, len(class_names),
+                                image_size=config.input.crop_size)
+  return TrainedRun(workdir, config, step, params, model, class_names)
+
+
+def _class_names(workdir: str) -> tuple[str, ...]:
+  path = os.path.join(workdir, CLASS_NAMES_FILE)
+  if not os.path.isfile(path):
+    raise errors.CheckpointError(f'{workdir} has no {CLASS_NAMES_FILE}; it was written by an '
+                                 'older version. Rerun the training command once to add it.')
+  with open(path) as f:
+    return tuple(json.load(f)['class_names'])
