@@ -13,10 +13,12 @@ import tensorflow_datasets as tfds
 from alexnet_jax import config as config_lib
 from alexnet_jax import data
 from alexnet_jax import errors
+from alexnet_jax.data import prepare
 from alexnet_jax.data import synthetic
 
-# A 16x12 CMYK JPEG (Adobe, inverted), made with Pillow:
-# Image.frombytes('RGB', ...).convert('CMYK').save(..., quality=60).
+# A 16x12 CMYK JPEG (Adobe, inverted; 4 components in its frame header), made once with
+# Pillow: Image.frombytes('RGB', ...).convert('CMYK').save(..., quality=60) of an image whose
+# blue channel is 200 everywhere. TensorFlow cannot encode CMYK, hence the literal bytes.
 CMYK_JPEG = base64.b64decode(
     '/9j/7gAOQWRvYmUAZAAAAAAA/9sAQwANCQoLCggNCwoLDg4NDxMgFRMSEhMnHB4XIC4pMTAuKS0sMzpKPjM2RjcsLUBXQUZMTlJTUjI+WmFaUGBKUVJP/8AAFAgADAAQBEMRAE0RAFkRAEsRAP/EAB8AAAEFAQEBAQEBAAAAAAAAAAABAgMEBQYHCAkKC//EALUQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+v/aAA4EQwBNAFkASwAAPwDk/D/8Nc3/AMI3/sfpXWV6dXp3h/8Aho/4Rv8A2P0oorzHw/8Aw16n9gt/7lFFeneH/wCGj7Bb/wByiiv/2Q==')
 
@@ -119,11 +121,42 @@ def test_missing_synset_words_file_is_named(folder, tmp_path):
   assert not (tmp_path / 'prep').exists()
 
 
+def _jpeg_components(jpeg: bytes) -> int:
+  """The component count of a JPEG's start-of-frame header (4: CMYK, 3: YCbCr, 1: gray)."""
+  i = 2  # after the SOI marker
+  while i + 9 < len(jpeg):
+    marker, length = jpeg[i + 1], int.from_bytes(jpeg[i + 2:i + 4], 'big')
+    if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0..SOF15
+      return jpeg[i + 9]  # after length (2), precision (1), height (2), width (2)
+    i += 2 + length
+  raise ValueError('no start-of-frame marker')
+
+
 def test_cmyk_and_gray_decode_to_rgb():
-  img = tf.io.decode_image(CMYK_JPEG, channels=3, expand_animations=False)
-  assert img.shape == (12, 16, 3)
-  # Blue channel was 200 everywhere in the source image.
-  assert abs(float(tf.reduce_mean(tf.cast(img[..., 2], tf.float32))) - 200) < 8
+  """The project's decoder (prepare.decode_rgb, which scans and prepares image folders)
+  turns a 4-component CMYK JPEG and a 1-component gray JPEG into (H, W, 3) RGB, and the
+  preparation step (prepare.process_one) writes them as S x S RGB JPEGs."""
+  assert _jpeg_components(CMYK_JPEG) == 4
+  img = np.asarray(prepare.decode_rgb(CMYK_JPEG))
+  assert img.shape == (12, 16, 3) and img.dtype == np.uint8
+  # Pillow's RGB conversion of the same file has channel means 119.9, 109.3, 200.0: blue
+  # was 200 everywhere in the source, red and green vary.
+  np.testing.assert_allclose(img.reshape(-1, 3).mean(axis=0), [119.9, 109.3, 200.0], atol=3)
+  assert img[..., 0].std() > 30 and img[..., 2].std() < 3
+
+  gray = np.random.default_rng(5).integers(0, 256, (30, 20, 1), dtype=np.uint8)
+  gray_jpeg = tf.io.encode_jpeg(gray, quality=95).numpy()
+  assert _jpeg_components(gray_jpeg) == 1
+  rgb = np.asarray(prepare.decode_rgb(gray_jpeg))
+  assert rgb.shape == (30, 20, 3)
+  one_channel = tf.io.decode_jpeg(gray_jpeg, channels=1).numpy()[..., 0]
+  for c in range(3):
+    np.testing.assert_array_equal(rgb[..., c], one_channel)
+
+  for source in (CMYK_JPEG, gray_jpeg):
+    jpeg, reason = prepare.process_one(source, 8, 90)
+    assert reason is None and _jpeg_components(jpeg) == 3
+    assert tf.io.decode_jpeg(jpeg).shape == (8, 8, 3)
 
 
 def test_mock_imagenette_is_prepared_and_read(tmp_path):

@@ -4,10 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from alexnet_jax import layers
-
-tf = pytest.importorskip('tensorflow')
 
 # Section 3.3: k=2, n=5, alpha=1e-4, beta=0.75.
 K, N, ALPHA, BETA = 2.0, 5, 1e-4, 0.75

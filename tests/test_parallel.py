@@ -16,10 +16,12 @@ full two-tower structure and dropout; the global batch is 16.
 """
 
 import collections
+import errno
 import json
 import math
 import os
 from pathlib import Path
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +41,10 @@ from alexnet_jax.model import AlexNet
 WORKER = Path(__file__).with_name('parallel_worker.py')
 CHECKS_TIMEOUT_S = 420    # a hang fails the test instead of blocking it
 MEMBERS_TIMEOUT_S = 300
+# What a member prints when the coordinator cannot bind its port (the first with gRPC's
+# error log shown, the second with TF_CPP_MIN_LOG_LEVEL=3).
+PORT_IN_USE = ('Failed to add port to server', 'Failed to start RPC server')
+PORT_ATTEMPTS = 3
 TOL = 1e-5                # relative, float32 with matmul precision 'highest'
 MESHES = ('(1, 1)', '(1, 2)', '(4, 2)', '(8, 1)')
 
@@ -56,46 +62,112 @@ def _env() -> dict:
 
 
 def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
+  """A port no socket is bound to now, on every interface (the coordinator binds [::]:PORT).
+
+  Another program can take it before the coordinator binds it; `_run_members` then starts
+  again on a new port.
+  """
+  try:
+    s = socket.socket(socket.AF_INET6)
+    s.bind(('::', 0))
+  except OSError:  # no IPv6
+    s = socket.socket(socket.AF_INET)
+    s.bind(('', 0))
+  with s:
     return s.getsockname()[1]
 
 
-def _start(*args) -> subprocess.Popen:
-  return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _port_taken(port: int) -> bool:
+  """Whether some other socket holds `port` now (to call after our processes ended).
+
+  Tells a coordinator that could not bind its port from other failures, whatever was
+  printed (with TF_CPP_MIN_LOG_LEVEL=3 the coordinator may just crash).
+  """
+  for family, host in ((socket.AF_INET6, '::'), (socket.AF_INET, '')):
+    try:
+      with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+        s.bind((host, port))
+      return False
+    except OSError as e:
+      if e.errno == errno.EADDRINUSE:
+        return True
+  return False
 
 
-def _finish(proc: subprocess.Popen, deadline: float, what: str) -> None:
+def _start(log: Path, *args) -> subprocess.Popen:
+  """Starts the worker with its output going to the file `log`.
+
+  Not a pipe: one that nobody reads while the test waits for another process could fill
+  up and block the worker.
+  """
+  with open(log, 'w') as f:
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=_env(),
+                            stdout=f, stderr=subprocess.STDOUT)
+
+
+def _finish(proc: subprocess.Popen, log: Path, deadline: float, what: str) -> None:
   """Waits for proc until the deadline; kills it on timeout; fails on a non-zero exit."""
   try:
-    out, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+    proc.wait(timeout=max(deadline - time.monotonic(), 1))
   except subprocess.TimeoutExpired:
     proc.kill()
-    out, _ = proc.communicate()
-    pytest.fail(f'{what} timed out; output:\n{out[-4000:]}')
+    proc.wait()
+    pytest.fail(f'{what} timed out; output:\n{log.read_text()[-4000:]}')
   if proc.returncode:
-    pytest.fail(f'{what} exited with {proc.returncode}; output:\n{out[-4000:]}')
+    pytest.fail(f'{what} exited with {proc.returncode}; output:\n{log.read_text()[-4000:]}')
+
+
+def _run_members(mp_dir: Path) -> None:
+  """The two-process run, coordinator on 127.0.0.1, results in mp_dir.
+
+  When the coordinator could not bind its port (taken since `_free_port` chose it), both
+  members start again on a new port.
+  """
+  for attempt in range(1, PORT_ATTEMPTS + 1):
+    port = _free_port()
+    outputs = [mp_dir / f'member{i}-attempt{attempt}.log' for i in range(2)]
+    procs = [_start(outputs[i], 'member', i, 2, port, mp_dir) for i in range(2)]
+    deadline = time.monotonic() + MEMBERS_TIMEOUT_S
+    try:
+      # Until both end, one fails (its partner would wait for it in vain) or time runs out.
+      while any(p.poll() is None for p in procs):
+        if any(p.poll() for p in procs) or time.monotonic() > deadline:
+          break
+        time.sleep(0.2)
+    finally:
+      for p in procs:  # only our own children, by handle
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+    texts = [o.read_text() for o in outputs]
+    failed = any(p.returncode for p in procs)
+    collided = any(m in t for m in PORT_IN_USE for t in texts) or _port_taken(port)
+    if attempt < PORT_ATTEMPTS and failed and collided:
+      continue
+    for i in sorted(range(2), key=lambda i: procs[i].returncode == -signal.SIGKILL):
+      if procs[i].returncode:
+        pytest.fail(f'multi-process member {i} (port {port}, attempt {attempt}) exited with '
+                    f'{procs[i].returncode} ({-signal.SIGKILL}: killed here after a timeout '
+                    f'or after its partner failed); output:\n{texts[i][-4000:]}')
+    return
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-  """Runs the checks worker and the two-process run concurrently; returns their results."""
+  """Runs the checks worker and, meanwhile, the two-process run; returns their results."""
   checks_dir = tmp_path_factory.mktemp('checks')
   mp_dir = tmp_path_factory.mktemp('multiprocess')
-  port = _free_port()
   start = time.monotonic()
-  procs = {'checks': _start('checks', checks_dir)}
-  procs.update({f'member {i}': _start('member', i, 2, port, mp_dir) for i in range(2)})
+  checks_log = checks_dir / 'checks.log'
+  checks_proc = _start(checks_log, 'checks', checks_dir)
   try:
-    _finish(procs['checks'], start + CHECKS_TIMEOUT_S, 'the checks worker')
-    for i in range(2):
-      _finish(procs[f'member {i}'], start + MEMBERS_TIMEOUT_S, f'multi-process member {i}')
+    _run_members(mp_dir)
+    _finish(checks_proc, checks_log, start + CHECKS_TIMEOUT_S, 'the checks worker')
   finally:
-    for proc in procs.values():   # only our own children, by handle
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    if checks_proc.poll() is None:
+      checks_proc.kill()
+      checks_proc.wait()
   return {'checks': json.loads((checks_dir / 'checks.json').read_text()),
           'reference': dict(np.load(checks_dir / 'reference.npz')),
           'members': [json.loads((mp_dir / f'member{i}.json').read_text()) for i in range(2)],
