@@ -1,44 +1,75 @@
-r"""Training-step throughput: forward, backward and the paper's update.
+r"""Training-step throughput, optionally beside PyTorch on the same network.
 
-  python -m alexnet_jax.benchmark                       # full network, batch 128
-  python -m alexnet_jax.benchmark --mesh_model=2        # one tower per device
+  python -m alexnet_jax.benchmark                       # the paper's network, batch 128
+  python -m alexnet_jax.benchmark --config=demo         # a config's network and crop size
+  python -m alexnet_jax.benchmark --compare_torch=eager,compile --rounds=4
   python -m alexnet_jax.benchmark --mesh_data=4 --mesh_model=2 --batch_size=512
 
-Prints the compile time and the median images/s over --steps timed steps
-after --warmup untimed ones (`alexnet_jax.timing`). The input pipeline has its
-own benchmark, `python -m alexnet_jax.bench_input`. Figures are recorded in
+Prints one Markdown table: images/s, step time (the median over --rounds
+rounds of the median of --steps timed steps, after --warmup untimed ones),
+compile time, peak memory, achieved FLOP/s (counted from the layer shapes,
+`timing.forward_macs`) and how many times as fast ours is. With
+--compare_torch the same two-tower network runs in PyTorch
+(benchmarks/torch_alexnet.py, one process per mode; PyTorch must be
+installed, it is no dependency of the package), its rounds alternating with
+ours. The library logic is `alexnet_jax.timing`; figures are recorded in
 docs/benchmarks.md.
 """
 
+import os
+
 from absl import flags
-import jax.numpy as jnp
 
 from alexnet_jax import cli
+from alexnet_jax import errors
 from alexnet_jax import model as model_lib
 from alexnet_jax import timing
 
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
-_STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps.')
+_STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps per round.')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-_TOWERS = flags.DEFINE_integer('towers', 2, 'Towers of the network (1 or 2).')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Input side in pixels.')
-_NUM_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Output classes.')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+_ROUNDS = flags.DEFINE_integer('rounds', 1, 'Rounds, alternating between the implementations.')
+_TOWERS = flags.DEFINE_integer('towers', None, 'Towers of the network (1 or 2; default 2).')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', None,
+                                   'Input side (default: the config\'s crop_size, or 224).')
+_NUM_CLASSES = flags.DEFINE_integer('num_classes', None,
+                                    'Output classes (default: the config\'s dataset\'s, or 1000).')
+_PRECISION = flags.DEFINE_enum('matmul_precision', None, list(model_lib.MATMUL_PRECISIONS),
+                               'model.matmul_precision (default: the config\'s, or float32).')
 _MESH_DATA = flags.DEFINE_integer('mesh_data', None,
                                   "Devices on the 'data' axis (default: the rest).")
 _MESH_MODEL = flags.DEFINE_integer('mesh_model', 1, "Devices on the 'model' axis (1 or 2).")
+_COMPARE_TORCH = flags.DEFINE_list('compare_torch', [],
+                                   'PyTorch modes to time beside ours: eager, compile.')
+_TORCH_SCRIPT = flags.DEFINE_string(
+    'torch_script', os.path.join(os.path.dirname(__file__), '..', 'benchmarks', 'torch_alexnet.py'),
+    'The PyTorch network (a checkout\'s benchmarks/torch_alexnet.py).')
+cli.define_config_flag()
 
 
 def main(argv):
   del argv
-  model = model_lib.AlexNet(num_classes=_NUM_CLASSES.value, towers=_TOWERS.value,
-                            image_size=_IMAGE_SIZE.value, dtype=jnp.dtype(_DTYPE.value))
-  r = timing.train_step_throughput(model, _BATCH_SIZE.value, _STEPS.value, _WARMUP.value,
+  overrides = {'towers': _TOWERS.value, 'image_size': _IMAGE_SIZE.value,
+               'matmul_precision': _PRECISION.value}
+  overrides = {k: v for k, v in overrides.items() if v is not None}
+  if flags.FLAGS.config is not None:
+    model = timing.model_from_config(flags.FLAGS.config, _NUM_CLASSES.value).clone(**overrides)
+  else:
+    model = model_lib.AlexNet(num_classes=_NUM_CLASSES.value or 1000, **overrides)
+  unknown = sorted(set(_COMPARE_TORCH.value) - {'eager', 'compile'})
+  if unknown:
+    raise errors.ConfigError(f'--compare_torch takes eager and/or compile, got {unknown}.')
+  if _COMPARE_TORCH.value and not os.path.isfile(_TORCH_SCRIPT.value):
+    raise errors.ConfigError(f'No PyTorch benchmark at {_TORCH_SCRIPT.value}; pass '
+                             '--torch_script=<checkout>/benchmarks/torch_alexnet.py.')
+  rows = timing.compare_with_torch(model, _BATCH_SIZE.value, _STEPS.value, _WARMUP.value,
+                                   _ROUNDS.value, _COMPARE_TORCH.value, _TORCH_SCRIPT.value,
                                    _MESH_DATA.value, _MESH_MODEL.value)
-  print(f"backend={r['backend']} mesh={r['devices']} batch={_BATCH_SIZE.value} "
-        f'towers={_TOWERS.value} dtype={_DTYPE.value} image={_IMAGE_SIZE.value}')
-  print(f"compile {r['compile_s']:.1f} s | step {r['step_s'] * 1e3:.0f} ms (median of "
-        f"{_STEPS.value}) | {r['images_per_s']:.1f} images/s")
+  print(f'batch {_BATCH_SIZE.value}, image {model.image_size}, {model.num_classes} classes, '
+        f'towers {model.towers}, mesh (data, model) = ({_MESH_DATA.value}, {_MESH_MODEL.value}); '
+        f'{timing.forward_macs(model) / 1e6:.0f}M multiply-adds per image forward, 3x in '
+        'training; peak memory: device peak, else the process\'s peak resident set')
+  print(timing.format_table(rows))
 
 
 if __name__ == '__main__':

@@ -13,9 +13,11 @@ every process of a multi-process run writes the same checkpoint.
 """
 
 import dataclasses
+import logging as std_logging
 import os
 from typing import Any
 
+from absl import logging as absl_logging
 import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -25,11 +27,41 @@ import orbax.checkpoint as ocp
 from alexnet_jax import errors
 from alexnet_jax import optim
 
+# The metric a checkpoint saved at an evaluation carries; the best is the lowest.
+BEST_METRIC = 'eval_top1_error'
+
+
+class _NoMetricsNotice(std_logging.Filter):
+  """Drops orbax's warning for a save without metrics: saves between evaluations have none."""
+
+  def filter(self, record):
+    return not str(record.msg).startswith('Requested `tracked_metric`')
+
+
+absl_logging.get_absl_logger().addFilter(_NoMetricsNotice())
+
+
+def _options(keep: int | None = None) -> ocp.CheckpointManagerOptions:
+  """Retention: the latest `keep` checkpoints and the one with the lowest validation
+  top-1 error (None: read only, keep everything)."""
+  def metric(metrics):
+    return metrics[BEST_METRIC]
+  if keep is None:
+    return ocp.CheckpointManagerOptions(read_only=True, best_fn=metric, best_mode='min')
+  policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+      ocp.checkpoint_managers.LatestN(n=keep),
+      ocp.checkpoint_managers.BestN(get_metric_fn=metric, reverse=True, n=1,
+                                    keep_checkpoints_without_metrics=False),
+  ])
+  return ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=metric,
+                                      best_mode='min', create=True)
+
 
 def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+  """The manager a training run saves with: keeps the latest `keep` checkpoints and the
+  best by validation top-1 error (those saved with `metrics`, see `save`)."""
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      os.path.join(os.path.abspath(workdir), 'checkpoints'), options=_options(keep),
       item_handlers=ocp.StandardCheckpointHandler())
 
 
@@ -75,9 +107,16 @@ def _stored(state: Any) -> dict:
                       'drops': replicated(plateau.drops, np.int32)}}
 
 
-def save(manager: ocp.CheckpointManager, state: Any) -> None:
-  """Saves a `train.TrainState` as step `state.step` (asynchronously: see `wait_until_finished`)."""
-  manager.save(state.step, args=ocp.args.StandardSave(_stored(state)), force=True)
+def save(manager: ocp.CheckpointManager, state: Any, metrics: dict | None = None) -> None:
+  """Saves a `train.TrainState` as step `state.step` (asynchronously: see `wait_until_finished`).
+
+  metrics: the evaluation at this step ({BEST_METRIC: error, ...}), which makes
+  the checkpoint a candidate for the best one; None for a save between evaluations.
+  """
+  if metrics is not None:
+    metrics = {k: float(v) for k, v in metrics.items()}
+  manager.save(state.step, args=ocp.args.StandardSave(_stored(state)), metrics=metrics,
+               force=True)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
@@ -101,6 +140,18 @@ def all_steps(workdir: str) -> list[int]:
     return []
   with ocp.CheckpointManager(directory) as manager:
     return sorted(manager.all_steps())
+
+
+def best_step(workdir: str) -> int | None:
+  """The step of the checkpoint with the lowest validation top-1 error in `workdir`.
+
+  None when no kept checkpoint was saved at an evaluation (or there are none).
+  """
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(directory):
+    return None
+  with ocp.CheckpointManager(directory, options=_options()) as manager:
+    return manager.best_step()
 
 
 def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:

@@ -14,6 +14,7 @@ comment next to it says from what.
 
 import importlib
 import importlib.util
+import json
 import os
 
 import ml_collections
@@ -47,7 +48,16 @@ def base_config() -> ml_collections.ConfigDict:
       prepare_workers=_none(int),     # threads of the one-time preparation; None: all cores
       jpeg_quality=90,                # of the prepared S x S JPEGs
       synset_words=_none(str),        # '<wnid> <words>' file for readable class names
-      shapes=ml_collections.ConfigDict(dict(train_examples=5000, eval_examples=1000, seed=0)),
+      # What the network takes (section 2: minus the mean image, RGB). Caffe's
+      # converted networks: mean='caffe' (mean_file, else the per-channel mean_bgr),
+      # channel_order='bgr' (the mean is subtracted first, then the channels reversed).
+      channel_order='rgb',            # 'rgb' or 'bgr'
+      mean='dataset',                 # 'dataset' (the mean image of stats_<S>.npz) or 'caffe'
+      mean_bgr=[104.00698793, 116.66876762, 122.67891434],  # Caffe's ILSVRC-2012 BGR means
+      mean_file=_none(str),           # (S, S, 3) BGR .npy; relative: to the workdir
+      # classes: the class indices kept (relabelled 0..k-1 in this order); None: all 12.
+      shapes=ml_collections.ConfigDict(dict(train_examples=5000, eval_examples=1000, seed=0,
+                                            classes=_none(tuple))),
       imagenette=ml_collections.ConfigDict(dict(variant='full-size-v2')),
       folder=ml_collections.ConfigDict(dict(prepare=True)),  # False: decode originals each time
   ))
@@ -63,6 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.seed = 0
   c.ten_crop_eval = True              # final evaluation with ten crops (section 4.1)
+  # Resume despite a change to a field in RESUME_FIXED (README, "Resuming").
+  c.allow_config_change = False
 
   # The paper's update (section 5) and learning-rate policy.
   c.learning_rate = 0.01
@@ -80,7 +92,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       towers=2, conv_features=_none(tuple), fc_features=4096, lrn=True,
       lrn_convention='paper', lrn_k=2.0, lrn_across_towers=False, pool_window=3, pool_stride=2,
-      activation='relu', conv6=False, dropout_rate=0.5, init_std=0.01, dtype='float32'))
+      activation='relu', conv6=False, dropout_rate=0.5, init_std=0.01,
+      dropout_form='paper',           # 'paper' (x (1 - rate) at test, section 4.2) or 'inverted'
+      remove_conv='',                 # '' or 'conv3' / 'conv4' / 'conv5' left out (section 7)
+      # 'float32' (true float32 convolutions and matmuls, also on GPUs), 'default'
+      # (TF32 on Ampere and later GPUs) or 'bfloat16' (bfloat16 compute, float32 params).
+      matmul_precision='float32'))
 
   # Devices (docs/parallel.md): None: model=2 when the devices pair up and the
   # network has two towers, data = the remaining devices.
@@ -89,20 +106,32 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict(dict(
       enabled=False, coordinator_address=_none(str), num_processes=_none(int),
       process_id=_none(int)))
+  # Converted weights (alexnet_jax.convert): the format and file they came from.
+  c.pretrained = ml_collections.ConfigDict(dict(source='', weights=''))
+  # Transfer (alexnet_jax.transfer): a run's workdir (or a converted one) whose latest
+  # checkpoint initializes every parameter of the same name and shape; a fresh start only.
+  c.init_from = _none(str)
   return c
 
 
 def experiment_path(spec: str) -> str:
-  """The file of an experiment: `spec` itself when it is a file, else the packaged one."""
+  """The file of an experiment: `spec` itself when it is a file, else the packaged one.
+
+  A get_config argument after a colon ('demo_ablation:no_lrn') is kept on the result.
+  """
   if os.path.isfile(spec):
     return spec
+  spec, has_arg, arg = spec.partition(':')
+  suffix = f':{arg}' if has_arg else ''
+  if os.path.isfile(spec):
+    return spec + suffix
   name = os.path.splitext(os.path.basename(spec))[0]
   found = importlib.util.find_spec(f'{EXPERIMENTS_PACKAGE}.{name}') if name.isidentifier() else None
   if found is None or found.origin is None:
     raise errors.ConfigError(
         f'No experiment config {spec!r}: give the path of a config file (experiments/paper.py) '
         f'or the name of one in {EXPERIMENTS_PACKAGE} ({", ".join(experiment_names())}).')
-  return found.origin
+  return found.origin + suffix
 
 
 def experiment_names() -> list[str]:
@@ -113,12 +142,16 @@ def experiment_names() -> list[str]:
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
-  """The locked config of an experiment: a file path or a packaged name ('demo')."""
-  path = experiment_path(spec)
+  """The locked config of an experiment: a file path or a packaged name ('demo').
+
+  'name:arg' (or 'path.py:arg') passes arg to the experiment's get_config, as
+  `--config=experiments/demo_ablation.py:no_lrn` does on the command line.
+  """
+  path, has_arg, arg = experiment_path(spec).partition(':')
   module_spec = importlib.util.spec_from_file_location(f'_alexnet_experiment_{id(path)}', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  config = module.get_config()
+  config = module.get_config(arg) if has_arg else module.get_config()
   config.lock()
   return config
 
@@ -145,3 +178,40 @@ def _paths(config, prefix: str = '') -> list[str]:
     else:
       names.append(prefix + key)
   return names
+
+
+# Fields whose change alters the steps a run has already taken: batch s of the
+# input stream is a function of the seed, the batch size, the dataset and the
+# input fields; the network and the update rule make the parameters. A resume
+# with one of them changed stops unless allow_config_change is set
+# (`train.train_and_evaluate`). Names ending in '.' cover a whole group.
+RESUME_FIXED = ('dataset', 'batch_size', 'seed', 'input.', 'model.', 'momentum', 'weight_decay',
+                'decay_biases', 'bias_lr_multiplier', 'lr_policy')
+# Input fields that say where files are or how fast to read them, not what is read.
+RESUME_FREE = ('input.num_threads', 'input.prepare_workers', 'input.prepared_dir',
+               'input.stats_dir', 'input.synset_words', 'allow_config_change')
+
+
+def is_fixed_on_resume(name: str) -> bool:
+  """Whether a change of field `name` (dotted) alters the steps already taken."""
+  if name in RESUME_FREE:
+    return False
+  return any(name == f or (f.endswith('.') and name.startswith(f)) for f in RESUME_FIXED)
+
+
+def resume_changes(started: dict, config: ml_collections.ConfigDict
+                   ) -> dict[str, tuple[object, object]]:
+  """{dotted field: (value the run started with, value in `config`)} for every field
+  that differs; `started` is the run's config.json. Fields `started` lacks (added
+  to the project since) are not compared."""
+  def flat(tree, prefix=''):
+    leaves = {}
+    for key, value in tree.items():
+      if isinstance(value, dict):
+        leaves.update(flat(value, f'{prefix}{key}.'))
+      else:
+        leaves[prefix + key] = value
+    return leaves
+  old, new = flat(started), flat(json.loads(config.to_json_best_effort()))
+  return {name: (old[name], new[name]) for name in sorted(old.keys() & new.keys())
+          if old[name] != new[name]}

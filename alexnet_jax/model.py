@@ -33,6 +33,15 @@ PAPER_CONV_FEATURES = (96, 256, 384, 384, 256)
 # layer but the last, "nor the fully-connected layers which follow".
 ONE_TOWER_CONV_FEATURES = (48, 128, 192, 192, 256)
 LRN_CONVENTIONS = ('paper', 'cuda_convnet')
+# Section 7: "removing any of the middle layers results in a loss of about 2%" top-1.
+REMOVABLE_CONVS = ('conv3', 'conv4', 'conv5')
+# model.matmul_precision -> (compute dtype, precision of every conv and matmul).
+# Parameters stay float32 in all three.
+MATMUL_PRECISIONS = {
+    'float32': (jnp.float32, jax.lax.Precision.HIGHEST),  # true float32, also on GPUs
+    'default': (jnp.float32, jax.lax.Precision.DEFAULT),  # TF32 on Ampere and later GPUs
+    'bfloat16': (jnp.bfloat16, jax.lax.Precision.DEFAULT),  # bfloat16 activations and products
+}
 
 
 def conv1_padding(image_size: int, kernel: int = 11, stride: int = 4) -> int:
@@ -77,11 +86,23 @@ class AlexNet(nn.Module):
     activation: 'relu' (section 3.1) or 'tanh'.
     conv6: add a sixth conv layer (3x3, as many kernels as conv5, own tower) after the last
       pooling layer, as in the nets pre-trained on ImageNet Fall 2011 (section 6).
-    dropout_rate: dropout on fc6 and fc7 (0.5, section 4.2); inverted dropout.
+    dropout_rate: dropout on fc6 and fc7 (0.5, section 4.2).
+    dropout_form: 'paper' (kept units unscaled in training, outputs times 1 - rate at
+      test time, section 4.2) or 'inverted' (kept units times 1 / (1 - rate) in
+      training, nothing at test time: Caffe's and most libraries' form).
+    remove_conv: '' or the middle conv layer to leave out ('conv3', 'conv4' or
+      'conv5'; section 7: removing any middle layer costs about 2% top-1). The next
+      layer reads the maps of the one before: without conv4, conv5 reads conv3's maps;
+      without conv5, pool5 pools conv4's; without conv3, conv4 reads pool2 (its own tower's
+      maps, so then no layer before fc6 crosses the towers).
     init_std: standard deviation of the initial weights, N(0, 0.01) in
       section 5. Narrow networks need more: each layer scales its input's
       spread by about sqrt(fan_in) * init_std.
-    dtype: compute dtype (float32, or bfloat16 with float32 parameters).
+    matmul_precision: arithmetic of every convolution and matmul, LRN's included:
+      'float32' (true float32: `jax.lax.Precision.HIGHEST`), 'default' (float32
+      activations, XLA's default precision: TF32 on Ampere and later GPUs, float32
+      on CPU) or 'bfloat16' (bfloat16 activations and products, float32
+      parameters and logits). `dtype` is the activations' dtype it implies.
     model_axis: mesh axis holding one tower per device, or None.
   """
   num_classes: int = 1000
@@ -98,8 +119,10 @@ class AlexNet(nn.Module):
   activation: str = 'relu'
   conv6: bool = False
   dropout_rate: float = 0.5
+  dropout_form: str = 'paper'
+  remove_conv: str = ''
   init_std: float = 0.01
-  dtype: Any = jnp.float32
+  matmul_precision: str = 'float32'
   model_axis: str | None = None
 
   def __post_init__(self):
@@ -113,6 +136,11 @@ class AlexNet(nn.Module):
       fail(f'towers must be 1 or 2, got {self.towers}.')
     if not 0.0 <= self.dropout_rate < 1.0:
       fail(f'dropout_rate must lie in [0, 1), got {self.dropout_rate}.')
+    if self.dropout_form not in layers.DROPOUT_FORMS:
+      fail(f'dropout_form must be one of {layers.DROPOUT_FORMS}, got {self.dropout_form!r}.')
+    if self.remove_conv not in ('',) + REMOVABLE_CONVS:
+      fail(f'remove_conv must be empty (keep all five conv layers) or name a middle conv layer, '
+           f'one of {REMOVABLE_CONVS}, got {self.remove_conv!r}.')
     if self.init_std <= 0:
       fail(f'init_std must be positive, got {self.init_std}.')
     if self.num_classes < 1:
@@ -128,6 +156,9 @@ class AlexNet(nn.Module):
       fail(f'fc_features={self.fc_features} must be positive and divisible by towers.')
     if self.lrn_convention not in LRN_CONVENTIONS:
       fail(f'lrn_convention must be one of {LRN_CONVENTIONS}, got {self.lrn_convention!r}.')
+    if self.matmul_precision not in MATMUL_PRECISIONS:
+      fail(f'matmul_precision must be one of {tuple(MATMUL_PRECISIONS)}, '
+           f'got {self.matmul_precision!r}.')
     if self.activation not in layers.ACTIVATIONS:
       fail(f'activation must be one of {tuple(layers.ACTIVATIONS)}, got {self.activation!r}.')
     if self.pool_window < 1 or self.pool_stride < 1:
@@ -143,6 +174,16 @@ class AlexNet(nn.Module):
     if self.conv_features is not None:
       return tuple(self.conv_features)
     return PAPER_CONV_FEATURES if self.towers == 2 else ONE_TOWER_CONV_FEATURES
+
+  @property
+  def dtype(self) -> Any:
+    """The activations' dtype: bfloat16 for matmul_precision='bfloat16', else float32."""
+    return MATMUL_PRECISIONS[self.matmul_precision][0]
+
+  @property
+  def precision(self) -> jax.lax.Precision:
+    """The `jax.lax.Precision` of every convolution and matmul."""
+    return MATMUL_PRECISIONS[self.matmul_precision][1]
 
   @property
   def local_towers(self) -> int:
@@ -190,13 +231,13 @@ class AlexNet(nn.Module):
     return layers.TowerConv(features=features // self.towers, kernel_size=kernel_size,
                             stride=stride, padding=padding, bias_value=bias, name=name,
                             local_towers=self.local_towers, init_std=self.init_std,
-                            dtype=self.dtype)
+                            dtype=self.dtype, precision=self.precision)
 
   def _dense(self, name: str, features: int, bias: float) -> layers.TowerDense:
     """A tower dense layer with `features` units in all (split over the towers)."""
     return layers.TowerDense(features=features // self.towers, bias_value=bias, name=name,
                              local_towers=self.local_towers, init_std=self.init_std,
-                             dtype=self.dtype)
+                             dtype=self.dtype, precision=self.precision)
 
   def _act(self, xs: layers.Towers) -> layers.Towers:
     """The nonlinearity of every tower (section 3.1: ReLU)."""
@@ -214,7 +255,8 @@ class AlexNet(nn.Module):
 
     def norm(x):
       return layers.local_response_norm(x, k=self.lrn_k,
-                                        alpha_per_term=self.lrn_convention == 'cuda_convnet')
+                                        alpha_per_term=self.lrn_convention == 'cuda_convnet',
+                                        precision=self.precision)
 
     if not self.lrn_across_towers or self.towers == 1:
       return tuple(norm(x) for x in xs)
@@ -229,11 +271,13 @@ class AlexNet(nn.Module):
 
   def _dropout(self, xs: layers.Towers, layer: int, key: jax.Array | None,
                example_ids: jax.Array) -> layers.Towers:
-    """Dropout of fc6 or fc7 (section 4.2) in training, nothing at test time."""
+    """Dropout of fc6 or fc7 (section 4.2): a random mask in training (`key` given), the
+    test-time scaling of `dropout_form` otherwise."""
     if key is None:
-      return xs
+      return tuple(layers.dropout_test_scale(x, rate=self.dropout_rate, form=self.dropout_form)
+                   for x in xs)
     return tuple(layers.tower_dropout(x, key, rate=self.dropout_rate, layer=layer, tower=tower,
-                                      example_ids=example_ids)
+                                      example_ids=example_ids, form=self.dropout_form)
                  for x, tower in zip(xs, self._tower_ids()))
 
   @nn.compact
@@ -254,11 +298,14 @@ class AlexNet(nn.Module):
     xs = self._pool(self._lrn(self._act(xs)))
     xs = self._conv('conv2', c2, kernel_size=5, padding=2, bias=1.0)(xs)
     xs = self._pool(self._lrn(self._act(xs)))
-    xs = self._conv('conv3', c3, kernel_size=3, padding=1, bias=0.0)(
-        self._shared(self._cross_towers(xs)))
-    xs = self._act(xs)
-    xs = self._act(self._conv('conv4', c4, kernel_size=3, padding=1, bias=1.0)(xs))
-    xs = self._pool(self._act(self._conv('conv5', c5, kernel_size=3, padding=1, bias=1.0)(xs)))
+    if self.remove_conv != 'conv3':
+      xs = self._act(self._conv('conv3', c3, kernel_size=3, padding=1, bias=0.0)(
+          self._shared(self._cross_towers(xs))))
+    if self.remove_conv != 'conv4':
+      xs = self._act(self._conv('conv4', c4, kernel_size=3, padding=1, bias=1.0)(xs))
+    if self.remove_conv != 'conv5':
+      xs = self._act(self._conv('conv5', c5, kernel_size=3, padding=1, bias=1.0)(xs))
+    xs = self._pool(xs)
     if self.conv6:  # section 6: the nets pre-trained on Fall 2011 (after the last pooling)
       xs = self._act(self._conv('conv6', c5, kernel_size=3, padding=1, bias=1.0)(xs))
 
@@ -280,8 +327,6 @@ def from_config(model_config, num_classes: int, **overrides) -> AlexNet:
   fields = dict(model_config)
   if fields.get('conv_features') is not None:
     fields['conv_features'] = tuple(fields['conv_features'])
-  if 'dtype' in fields:
-    fields['dtype'] = jnp.dtype(fields['dtype'])
   known = {f.name for f in dataclasses.fields(AlexNet)}
   unknown = sorted(set(fields) - known)
   if unknown:

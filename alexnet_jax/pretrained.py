@@ -419,12 +419,11 @@ def from_params(params: dict[str, Any], source: str = 'The parameters') -> Weigh
 def bvlc_config() -> ml_collections.ConfigDict:
   """The project config of the BVLC network: base_config() with Caffe's input and LRN.
 
-  New fields (not in base_config yet): model.lrn_across_towers (the LRN
-  window runs over both towers' maps, as Caffe's), input.channel_order ('bgr': the
-  network takes Caffe's BGR order), input.mean ('caffe': subtract Caffe's
-  ILSVRC-2012 mean, input.mean_bgr per channel or the image in
-  input.mean_file, relative to the workdir, when one was converted) and
-  pretrained (where the weights came from).
+  Fields set: model.lrn_across_towers (the LRN window runs over both towers'
+  maps, as Caffe's), input.channel_order ('bgr': the network takes Caffe's BGR
+  order), input.mean ('caffe': subtract Caffe's ILSVRC-2012 mean, input.mean_bgr
+  per channel or the image in input.mean_file, relative to the workdir, when one
+  was converted) and pretrained (where the weights came from).
   """
   c = config_lib.base_config()
   c.model.towers = TOWERS
@@ -433,13 +432,12 @@ def bvlc_config() -> ml_collections.ConfigDict:
   # Caffe's norm1/norm2 normalize the whole blob: the window of maps 46-49 (norm1) and
   # 126-129 (norm2) spans both groups, where the paper's towers normalize their own maps.
   c.model.lrn_across_towers = True
+  c.model.dropout_form = 'inverted'  # Caffe scales kept units in training: identity at test
   c.input.crop_size = IMAGE_SIZE  # conv1_padding(227) == 0: Caffe's unpadded conv1
   c.input.image_size = 256
   c.input.channel_order = 'bgr'
   c.input.mean = 'caffe'
   c.input.mean_bgr = list(CAFFE_MEAN_BGR)
-  c.input.mean_file = ''
-  c.pretrained = ml_collections.ConfigDict(dict(source='', weights=''))
   return c
 
 

@@ -12,10 +12,23 @@ are functions of (config.seed, s) alone, and the checkpoint holds the whole
 `TrainState` (parameters, velocity, run-time learning rate, plateau memory),
 so a run killed at any point and restarted with the same command ends bitwise
 equal (on CPU) to one that never stopped.
+
+Resuming with a different config: config.json keeps the config the run
+started with; a change to a field that alters the steps already taken
+(`config.RESUME_FIXED`) stops with a ConfigError unless
+config.allow_config_change, and an allowed change is saved as
+config_from_step_<N>.json. A changed config.learning_rate applies from the
+resumed step on, times plateau.factor for each drop already made (with
+lr_policy 'steps' the schedule of the new rate applies).
+
+Checkpoints: every checkpoint_every_steps and at every evaluation (with its
+metrics), the latest keep_checkpoints and the best by validation top-1 error
+kept (`checkpoint.best_step`). A signal stops all processes at one agreed step.
 """
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -39,6 +52,7 @@ from alexnet_jax import optim
 from alexnet_jax import parallel
 from alexnet_jax import steps
 from alexnet_jax import trained
+from alexnet_jax import transfer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +107,12 @@ class Schedule:
     return self._due(step, self.checkpoint_every)
 
 
+# With several processes, how often (in steps, besides every log, evaluation
+# and checkpoint step) they agree on whether a signal stops the run: a small
+# collective that waits for the step before it.
+STOP_AGREEMENT_EVERY_STEPS = 10
+
+
 class _StopRequest(contextlib.AbstractContextManager):
   """Turns SIGTERM and SIGINT into a flag the loop reads after each step."""
 
@@ -111,6 +131,16 @@ class _StopRequest(contextlib.AbstractContextManager):
   def _handle(self, signum, frame):
     del frame
     self.signal = signal.Signals(signum).name
+
+  def agreed(self) -> str | None:
+    """The signal that stops every process now, or None.
+
+    All processes call this at the same steps (a collective): a signal any of
+    them received stops them all at that step, so they save the same one.
+    """
+    received = signal.Signals[self.signal].value if self.signal else 0
+    codes = np.asarray(multihost_utils.process_allgather(np.int32(received))).ravel()
+    return signal.Signals(int(codes[codes > 0][0])).name if codes.any() else None
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -138,6 +168,48 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model, model.towers)
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size or config.batch_size, mesh)
+
+
+def _started_config(workdir: str, step: int) -> tuple[str, dict] | None:
+  """(file name, fields) of the config in force at checkpoint `step`: config.json (the
+  run's start) or the latest config_from_step_<N>.json with N <= step; None if neither."""
+  candidates = {0: 'config.json'}
+  for name in os.listdir(workdir):
+    if name.startswith('config_from_step_') and name.endswith('.json'):
+      from_step = int(name[len('config_from_step_'):-len('.json')])
+      if from_step <= step:
+        candidates[from_step] = name
+  name = candidates[max(candidates)]
+  if not os.path.exists(os.path.join(workdir, name)):
+    return None
+  with open(os.path.join(workdir, name)) as f:
+    return name, json.load(f)
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str,
+                        step: int) -> dict[str, tuple[Any, Any]]:
+  """The fields `config` changes from the run's saved config, logged; reads only.
+
+  Raises ConfigError naming each change to a field that alters the steps
+  already taken (`config_lib.RESUME_FIXED`: batch size, network, input,
+  dataset, seed, update rule), unless config.allow_config_change is set.
+  """
+  started = _started_config(workdir, step)
+  if started is None:  # a workdir from before configs were kept
+    return {}
+  name, fields = started
+  changes = config_lib.resume_changes(fields, config)
+  fixed = {k: v for k, v in changes.items() if config_lib.is_fixed_on_resume(k)}
+  if fixed and not config.allow_config_change:
+    listed = '; '.join(f'{k} was {old!r}, now {new!r}' for k, (old, new) in fixed.items())
+    raise errors.ConfigError(
+        f'The run in {workdir} was trained to step {step} with a different config ({listed}; '
+        f'see {name} there), and these fields change what the steps already taken computed. '
+        'Rerun with the run\'s values, use a new --workdir, or pass '
+        f'--config.allow_config_change=True to continue from step {step} with the new ones.')
+  for field, (old, new) in changes.items():
+    logging.info('Resuming at step %d with %s changed from %r to %r.', step, field, old, new)
+  return changes
 
 
 def _prepare_workdir(workdir: str) -> None:
@@ -203,7 +275,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Returns the last evaluation's metrics (keys eval_loss, eval_top1_error,
   eval_top5_error, and eval_ten_crop_* when config.ten_crop_eval), plus
-  'step' and 'interrupted' (True when a signal stopped the run early).
+  'step', 'interrupted' (True when a signal stopped the run early) and
+  'stopped_by' (that signal's name, e.g. 'SIGTERM', else None).
   Raises an `errors.AlexNetError` subclass for anything the user must fix.
   """
   if config.distributed.enabled:  # before anything else touches JAX
@@ -236,19 +309,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   params = parallel.init_params(model, mesh, jax.random.fold_in(root_key, 0))
   state = TrainState(step=0, params=params, opt_state=parallel.init_opt_state(tx, params, mesh),
                      plateau=optim.PlateauState())
+  if config.init_from:  # section 6's pre-training: another run's weights, on a fresh start only
+    if checkpoint.all_steps(workdir):
+      logging.info('config.init_from=%s ignored: resuming from the checkpoints in %s.',
+                   config.init_from, workdir)
+    else:  # raises before anything is written when the source cannot be used
+      transfer_plan, source_params = transfer.plan(config.init_from, params, info.class_names)
+      logging.info('%s', transfer_plan.summary())
+      state = state.replace(params=transfer.apply(transfer_plan, source_params, params))
 
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
   latest = manager.latest_step()
+  changes = {}
   if latest is not None:  # raises before anything in the workdir changes if shapes differ
     state = checkpoint.restore(manager, latest, state)
+    changes = check_resume_config(config, workdir, latest)
     logging.info('Resumed from the checkpoint at step %d in %s.', latest, manager.directory)
+    if plateau is not None:  # a changed config.learning_rate applies now, after the drops made
+      rate = plateau.learning_rate(config.learning_rate, state.plateau)
+      if np.float32(rate) != np.float32(optim.learning_rate(state.opt_state)):
+        logging.info('Learning rate %.3g from step %d: config.learning_rate %.3g after %d '
+                     'drops (the checkpoint had %.3g).', rate, latest, config.learning_rate,
+                     state.plateau.drops, optim.learning_rate(state.opt_state))
+        state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, rate))
   is_chief = jax.process_index() == 0
   writer = metrics_lib.MetricsWriter(workdir, enabled=is_chief)
   if latest is not None:
     writer.truncate_after(latest)
+  writer.write_hparams(config)
   if is_chief:  # what `alexnet_jax.trained` reads to use the network without the data
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    # The run's config stays as it started; an allowed change is kept beside it.
+    config_name = None
+    if latest is None or not os.path.exists(os.path.join(workdir, 'config.json')):
+      config_name = 'config.json'
+    elif changes:
+      config_name = f'config_from_step_{latest}.json'
+    if config_name:
+      with open(os.path.join(workdir, config_name), 'w') as f:
+        f.write(config.to_json_best_effort(indent=2))
     trained.write_class_names(workdir, info.class_names)
 
   def non_finite(what: str) -> errors.NonFiniteLossError:
@@ -256,12 +354,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'{what}; stopping. The last good checkpoint (step {manager.latest_step()}) is kept '
         f'in {manager.directory}. Lower config.learning_rate or check the input data.')
 
-  def save():
+  def save(evaluation: dict | None = None):
+    """Checkpoints the state; `evaluation` (this step's) makes it a candidate for the best."""
     # The loss checked so far came from the parameters before the last update:
     # make sure that update did not overflow before keeping its result.
     if not bool(all_finite(state.params)):
       raise non_finite(f'The parameters became NaN or infinite at step {state.step}')
-    checkpoint.save(manager, state)
+    checkpoint.save(manager, state, evaluation)
 
   train_step = steps.make_train_step(model, tx, mesh)
   eval_step = steps.make_eval_step(model, mesh)
@@ -274,6 +373,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     prefix = 'eval_ten_crop_' if ten_crop else 'eval_'
     values = {prefix + k: v for k, v in result.items() if k != 'count'}
     writer.write(state.step, values)
+    if not ten_crop:  # Figure 3's kernels and the curves so far, as TensorBoard images
+      kernels = multihost_utils.process_allgather(state.params['conv1']['kernel'], tiled=True)
+      writer.write_images(state.step, metrics_lib.rgb_kernels(kernels, config.input.channel_order),
+                          schedule.steps_per_epoch)
     logging.info('step %d: %s over %d examples: loss %.4f, top-1 error %.4f, top-5 error %.4f',
                  state.step, 'ten-crop evaluation' if ten_crop else 'evaluation',
                  result['count'], result['loss'], result['top1_error'], result['top5_error'])
@@ -314,10 +417,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise non_finite(f'The training loss became {loss} at step {done_step}')
     progress.add(loss)
 
-  interrupted = False
+  stopped_by = None  # the signal that stopped the run, agreed by all processes
   try:
     with _StopRequest() as stop:
-      while state.step < schedule.total_steps and stop.signal is None:
+      while state.step < schedule.total_steps and stopped_by is None:
         batch = parallel.shard_batch(next(batches), mesh)
         params, opt_state, m = train_step(state.params, state.opt_state, batch,
                                           jax.random.fold_in(dropout_root, state.step))
@@ -334,19 +437,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           result = run_eval(ten_crop=False)
           if plateau is not None:
             apply_plateau(result['eval_top1_error'])
-        if at_ckpt:
-          save()
+        if at_ckpt or at_eval:  # every evaluation's state may be the best one
+          save(result if at_eval else None)
+        if jax.process_count() == 1:
+          stopped_by = stop.signal
+        elif at_log or at_eval or at_ckpt or state.step % STOP_AGREEMENT_EVERY_STEPS == 0:
+          stopped_by = stop.agreed()
       collect()
-      interrupted = stop.signal is not None
+      interrupted = stopped_by is not None
       if interrupted:
         if manager.latest_step() != state.step:
           save()
-        logging.info('Received %s: saved the checkpoint at step %d and stopped. Run the same '
-                     'command again to resume.', stop.signal, state.step)
+        logging.info('Received %s%s: saved the checkpoint at step %d and stopped. Run the same '
+                     'command again to resume.', stopped_by,
+                     '' if stop.signal else ' (in another process)', state.step)
     if not interrupted and config.ten_crop_eval:
       result.update(run_eval(ten_crop=True))
   finally:  # a save in flight completes even when the run stops on an error
     manager.wait_until_finished()
     manager.close()
     writer.close()
-  return {**result, 'step': state.step, 'interrupted': interrupted}
+  return {**result, 'step': state.step, 'interrupted': interrupted, 'stopped_by': stopped_by}

@@ -7,8 +7,7 @@ Same network and preprocessing as experiments/paper.py with 10 output
 classes; 9,469 training images, so a shorter schedule (60 epochs) and an
 evaluation every epoch drive the plateau policy.
 
-Result: not yet measured with this code (this project's machines have no
-internet access).
+Result: not yet measured with this code.
 """
 
 from alexnet_jax.config import base_config

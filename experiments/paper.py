@@ -7,7 +7,10 @@ with reflections and PCA lighting, batch 128, SGD with momentum 0.9 and
 weight decay 5e-4, learning rate 0.01 divided by 10 when the validation error
 stops improving (at most three times), 90 epochs, ten-crop final evaluation.
 Devices: see docs/parallel.md (by default the two towers go on two devices
-when the devices pair up).
+when the devices pair up). Arithmetic: model.matmul_precision='float32' (the
+default), true float32 convolutions and matmuls as on the paper's GTX 580s,
+so that results do not depend on whether a GPU would round to TF32
+('default') or bfloat16 ('bfloat16'), which are faster but not the recipe.
 
 Data: place ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in
 <data_dir>/downloads/manual/ (data_dir defaults to ~/tensorflow_datasets).

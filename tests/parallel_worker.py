@@ -95,8 +95,9 @@ def flat_dict(tree) -> dict:
 
 def velocity(opt_state):
   """The momentum (optax.trace) of paper_sgd's state."""
-  (trace,) = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, optax.TraceState))
-              if isinstance(s, optax.TraceState)]
+  def is_trace(s):
+    return isinstance(s, optax.TraceState)
+  (trace,) = [s for s in jax.tree.leaves(opt_state, is_leaf=is_trace) if is_trace(s)]
   return trace.trace
 
 
@@ -150,7 +151,7 @@ def plain_eval(model, params, batches) -> list:
   logits = np.asarray(jax.jit(lambda p, x: model.apply({'params': p}, x))(
       params, np.concatenate(flat)), np.float64)
   splits = np.cumsum([len(f) for f in flat])[:-1]
-  return [_eval_sums(l, b) for l, b in zip(np.split(logits, splits), batches)]
+  return [_eval_sums(part, b) for part, b in zip(np.split(logits, splits), batches)]
 
 
 def _eval_sums(logits, batch) -> dict:
@@ -214,9 +215,11 @@ def abstract_state(model, tx, mesh):
       lambda k: model.init(k, jnp.zeros((1, model.image_size, model.image_size, 3)))['params'],
       jax.random.key(0))
   opt_shapes = jax.eval_shape(tx.init, shapes)
-  abstract = lambda tree: jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      tree, parallel.state_sharding(tree, mesh))
+
+  def abstract(tree):
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        tree, parallel.state_sharding(tree, mesh))
+
   return abstract(shapes), abstract(opt_shapes)
 
 
@@ -257,7 +260,8 @@ def run_checks(out_dir: str) -> dict:
   result['plain'] = {'loss': ref_loss, 'loss_other_dropout_key': other_key_loss}
 
   evals = {crops: eval_batch(2 + crops, model, crops) for crops in (1, CROPS)}
-  result['plain_eval'] = dict(zip(map(str, evals), plain_eval(model, params0, list(evals.values()))))
+  result['plain_eval'] = dict(zip(map(str, evals),
+                                 plain_eval(model, params0, list(evals.values()))))
   timings['plain'] = time.time() - t0
 
   equivalence, eval_sums = {}, {}
@@ -303,7 +307,8 @@ def run_checks(out_dir: str) -> dict:
     eval_step = steps.make_eval_step(model, mesh)
     eval_params = jax.device_put(params0, sharding)
     eval_sums[str(shape)] = {
-        str(c): {k: float(v) for k, v in eval_step(eval_params, parallel.shard_batch(b, mesh)).items()}
+        str(c): {k: float(v)
+                 for k, v in eval_step(eval_params, parallel.shard_batch(b, mesh)).items()}
         for c, b in evals.items()}
     timings[str(shape)] = time.time() - t
   result['equivalence'] = equivalence
@@ -361,7 +366,8 @@ def run_member(process_id: int, num_processes: int, port: int, out_dir: str) -> 
   losses = []
   for i in range(MP_STEPS):
     local = {k: v[rows] for k, v in train_batch(100 + i, model).items()}
-    params, opt, metrics = step(params, opt, parallel.shard_batch(local, mesh), dropout_key(100 + i))
+    params, opt, metrics = step(params, opt, parallel.shard_batch(local, mesh),
+                                dropout_key(100 + i))
     losses.append(float(metrics['loss']))   # replicated: every process can read it
   np.savez(os.path.join(out_dir, f'member{process_id}.npz'),
            **{jax.tree_util.keystr(path): assemble(leaf)
@@ -387,12 +393,14 @@ def run_report(batch_size: int, data: int, model_devices: int) -> None:
   batch = {'image': jax.ShapeDtypeStruct((batch_size, 224, 224, 3), jnp.float32, sharding=bs),
            'label': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=bs)}
   t = time.time()
-  text = steps.make_train_step(model, tx, mesh).lower(params, opt, batch, dropout_key(0)).compile().as_text()
+  step = steps.make_train_step(model, tx, mesh)
+  text = step.lower(params, opt, batch, dropout_key(0)).compile().as_text()
   print(f'compiled in {time.time() - t:.0f} s', file=sys.stderr)
   for c in hlo.hlo_collectives(text, mesh):
     shapes = ', '.join('x'.join(map(str, s)) for s in c.shapes[:4])
     more = f' (+{len(c.shapes) - 4} more)' if len(c.shapes) > 4 else ''
-    print(f'{c.op:15s} {"+".join(c.axes) or "-":11s} {c.elements:>10d} {c.dtypes[0]}  {shapes}{more}')
+    axes = '+'.join(c.axes) or '-'
+    print(f'{c.op:15s} {axes:11s} {c.elements:>10d} {c.dtypes[0]}  {shapes}{more}')
 
 
 if __name__ == '__main__':
@@ -407,7 +415,8 @@ if __name__ == '__main__':
     with open(os.path.join(out, f'member{pid}.json'), 'w') as f:
       json.dump(info, f)
   elif _MODE == 'report':
-    batch_size, data, model_devices = (list(map(int, sys.argv[2:5])) + [128, 4, 2][len(sys.argv[2:5]):])
+    given = list(map(int, sys.argv[2:5]))
+    batch_size, data, model_devices = given + [128, 4, 2][len(given):]
     run_report(batch_size, data, model_devices)
   else:
     sys.exit(f'unknown mode {_MODE!r}')

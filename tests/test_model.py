@@ -142,7 +142,10 @@ def test_spatial_sizes_227_equal_224():
   assert model_lib.conv1_padding(224) == 3 and model_lib.conv1_padding(227) == 0
   out224, vars224 = abstract_variables(AlexNet(image_size=224), capture=True)
   out227, vars227 = abstract_variables(AlexNet(image_size=227), capture=True)
-  shapes = lambda tree: jax.tree.map(lambda a: a.shape, tree)
+
+  def shapes(tree):
+    return jax.tree.map(lambda a: a.shape, tree)
+
   assert shapes(vars227['intermediates']) == shapes(vars224['intermediates'])
   assert shapes(vars227['params']) == shapes(vars224['params'])
   assert vars227['intermediates']['conv1']['__call__'][0][0].shape == (1, 55, 55, 48)
@@ -181,7 +184,8 @@ def _check_tower_isolation(clean, perturbed):
 
 
 def test_tower_isolation_narrow():
-  """Changing tower 0's conv3 output leaves tower 1's conv4/conv5 unchanged and changes both fc6 halves."""
+  """Changing tower 0's conv3 output leaves tower 1's conv4/conv5 unchanged and changes both
+  fc6 halves."""
   model = AlexNet(**NARROW)
   x = images(model, 2)
   _check_tower_isolation(*_outputs_with_and_without_perturbation(model, random_params(model), x))
@@ -194,7 +198,8 @@ def test_tower_isolation_paper_net(paper_net):
 
 
 def test_initialization_statistics(paper_net):
-  """Weights N(0, 0.01) in every layer and tower; biases 1 in conv2, conv4, conv5, fc6, fc7, else 0."""
+  """Weights N(0, 0.01) in every layer and tower; biases 1 in conv2, conv4, conv5, fc6, fc7,
+  else 0."""
   params = paper_net[3]
   for name in LAYERS:
     kernel = np.asarray(params[name]['kernel'])
@@ -217,7 +222,10 @@ def test_dropout_only_in_training():
   np.testing.assert_array_equal(eval1, eval2)
   with pytest.raises(flax.errors.InvalidRngError, match='dropout'):
     model.apply(variables, x, train=True)
-  train = lambda seed: apply(variables, x, train=True, rngs={'dropout': jax.random.key(seed)})
+
+  def train(seed):
+    return apply(variables, x, train=True, rngs={'dropout': jax.random.key(seed)})
+
   np.testing.assert_array_equal(train(1), train(1))
   assert np.max(np.abs(train(1) - train(2))) > 1e-4 * np.max(np.abs(train(1)))
   assert np.max(np.abs(train(1) - eval1)) > 1e-4 * np.max(np.abs(eval1))
@@ -268,7 +276,8 @@ def test_variant_parameter_count_224(variant):
 
 
 def test_one_tower_network():
-  """towers=1 halves conv1-conv4 (48, 128, 192, 192) and keeps conv5 at 256: 59,798,312 parameters."""
+  """towers=1 halves conv1-conv4 (48, 128, 192, 192) and keeps conv5 at 256: 59,798,312
+  parameters."""
   model = AlexNet(towers=1)
   assert model.features_per_layer == (48, 128, 192, 192, 256)
   params = abstract_variables(model)[1]['params']

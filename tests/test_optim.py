@@ -211,7 +211,8 @@ def _feed(policy, errors, state=None):
 
 
 def test_plateau_patience():
-  """The rate drops after `patience` evaluations in a row without improvement, then the count restarts."""
+  """The rate drops after `patience` evaluations in a row without improvement, then the count
+  restarts."""
   policy = optim.Plateau(patience=3)
   state, drops = _feed(policy, [0.5, 0.4, 0.45, 0.4, 0.41, 0.42, 0.43, 0.44])
   assert drops == [False, False, False, False, True, False, False, True]
@@ -246,7 +247,7 @@ def test_plateau_at_most_max_drops():
 
 
 def test_plateau_learning_rate():
-  """learning_rate(base, state) = base * factor ** drops; the defaults are factor 0.1, three drops."""
+  """learning_rate(base, state) = base * factor ** drops; the defaults: factor 0.1, three drops."""
   policy = optim.Plateau()
   assert policy.factor == 0.1 and policy.max_drops == 3
   for drops in range(4):

@@ -342,7 +342,8 @@ def test_hlo_replica_group_formats():
   for groups, axes in cases.items():
     (c,) = hlo.hlo_collectives(line.replace('replica_groups={}', groups), mesh)
     assert (c.op, c.axes, c.shapes) == ('all-gather', axes, ((4, 8),)), groups
-  permuted = "replica_groups=mesh['axis_0'=4,'axis_1'=2], device_ids=([4,2]<=[2,4]T(1,0)) {'axis_1'}"
+  permuted = ("replica_groups=mesh['axis_0'=4,'axis_1'=2], device_ids=([4,2]<=[2,4]T(1,0)) "
+              "{'axis_1'}")
   (c,) = hlo.hlo_collectives(line.replace('replica_groups={}', permuted), mesh)
   assert c.group_size == 2
   with pytest.raises(ValueError, match='replica_groups'):

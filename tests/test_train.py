@@ -4,11 +4,14 @@ Subprocess tests run `python -m alexnet_jax.main` exactly as a user does, so
 signals, exit codes and messages are the real ones.
 """
 
+import errno
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,11 +68,15 @@ def data_dir(tmp_path_factory):
   return path
 
 
-def run_main(workdir, flags, wait=True, timeout=300):
-  cmd = [sys.executable, '-m', 'alexnet_jax.main', f'--workdir={workdir}', f'--config={DEMO}', *flags]
+def run_main(workdir, flags, wait=True, timeout=300, output=None):
+  """Runs the main job; wait=False returns the Popen, its output in the open file `output`
+  or else a pipe (which the caller must drain)."""
+  cmd = [sys.executable, '-m', 'alexnet_jax.main', f'--workdir={workdir}', f'--config={DEMO}',
+         *flags]
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
   if not wait:
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=REPO, env=env,
+                            stdout=subprocess.PIPE if output is None else output,
                             stderr=subprocess.STDOUT, text=True)
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -125,9 +132,14 @@ def test_run_writes_metrics_checkpoints_tensorboard(uninterrupted):
   assert [r['step'] for r in ten] == [STEPS] and ten[0] == {
       'step': STEPS, **{k: result[k] for k in ('eval_ten_crop_loss', 'eval_ten_crop_top1_error',
                                                'eval_ten_crop_top5_error')}}
-  # Checkpoints every 3 steps and at the end; the last 3 are kept.
-  assert sorted(int(p) for p in os.listdir(os.path.join(workdir, 'checkpoints'))) == [6, 9, 12]
-  assert any(p.startswith('events.out.tfevents') for p in os.listdir(os.path.join(workdir, 'tensorboard')))
+  # Checkpoints every 3 steps, at each evaluation and at the end; the latest 3
+  # and the best by validation top-1 error (ties: the later step) are kept.
+  lowest = min(r['eval_top1_error'] for r in eval_rows)
+  best = max(r['step'] for r in eval_rows if r['eval_top1_error'] == lowest)
+  kept = sorted(int(p) for p in os.listdir(os.path.join(workdir, 'checkpoints')))
+  assert kept == sorted({8, 9, 12, best})
+  events = os.listdir(os.path.join(workdir, 'tensorboard'))
+  assert any(p.startswith('events.out.tfevents') for p in events)
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['batch_size'] == 32
 
@@ -165,7 +177,8 @@ def test_loss_decreases(data_dir, tmp_path):
 
 
 def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path):
-  """SIGKILL after the step-6 checkpoint, rerun the same command: same parameters as never stopping."""
+  """SIGKILL after the step-6 checkpoint, rerun the same command: same parameters as never
+  stopping."""
   workdir = str(tmp_path)
   proc = run_main(workdir, small_flags(data_dir), wait=False)
   wait_for_checkpoint(workdir, 6, proc)
@@ -173,7 +186,13 @@ def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path):
   proc.wait(timeout=30)
   done = run_main(workdir, small_flags(data_dir))
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  assert 'Resumed from the checkpoint at step' in done.stderr
+  # The second run really resumed, from a step the killed run had reached and saved, and
+  # had steps left to run.
+  resumed = [int(n) for n in
+             re.findall(r'Resumed from the checkpoint at step (\d+)', done.stderr)]
+  assert len(resumed) == 1 and 6 <= resumed[0] < STEPS, (resumed, done.stderr[-3000:])
+  first_step = re.search(rf'step (\d+)/{STEPS} \|', done.stderr)
+  assert first_step and int(first_step[1]) == resumed[0] + 1, done.stderr[-3000:]
   step, params = final_params(workdir)
   ref_step, ref = final_params(uninterrupted[0])
   assert step == ref_step == STEPS
@@ -185,17 +204,77 @@ def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path):
 
 
 def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
+  """Saved, exit status 3 (not 0: it did not finish) and a last line that says so."""
   workdir = str(tmp_path)
   proc = run_main(workdir, small_flags(data_dir, num_train_steps=100000), wait=False)
   wait_for_checkpoint(workdir, 3, proc)
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, out[-3000:]
+  assert proc.returncode == 3, out[-3000:]
   assert 'Received SIGTERM' in out
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
     last = manager.latest_step()
   assert 3 <= last < 100000
+  assert out.strip().splitlines()[-1].endswith(
+      f'Stopped at step {last} by SIGTERM; rerun the same command to resume.')
   assert max(r['step'] for r in read_metrics(workdir)) == last
+
+
+# What a process prints when jax.distributed's coordinator cannot bind its port (the
+# first with gRPC's error log shown, the second with TF_CPP_MIN_LOG_LEVEL=3).
+PORT_IN_USE = ('Failed to add port to server', 'Failed to start RPC server')
+PORT_ATTEMPTS = 3
+
+
+def free_port():
+  """A port no socket is bound to now, on every interface (the coordinator binds [::]:PORT).
+
+  Another program may still take it before the coordinator does: the caller retries.
+  """
+  try:
+    s = socket.socket(socket.AF_INET6)
+    s.bind(('::', 0))
+  except OSError:  # no IPv6
+    s = socket.socket(socket.AF_INET)
+    s.bind(('', 0))
+  with s:
+    return s.getsockname()[1]
+
+
+def port_taken(port: int) -> bool:
+  """Whether some other socket holds `port` now (to call after our processes ended).
+
+  Tells a coordinator that could not bind its port from other failures, whatever was
+  printed (with TF_CPP_MIN_LOG_LEVEL=3 the coordinator may just crash).
+  """
+  for family, host in ((socket.AF_INET6, '::'), (socket.AF_INET, '')):
+    try:
+      with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+        s.bind((host, port))
+      return False
+    except OSError as e:
+      if e.errno == errno.EADDRINUSE:
+        return True
+  return False
+
+
+def wait_for_all(procs, timeout):
+  """Waits until every process has ended, or one failed, or `timeout` seconds passed.
+
+  Kills the ones still running then: after a failure their partners would wait in vain.
+  """
+  deadline = time.monotonic() + timeout
+  try:
+    while any(p.poll() is None for p in procs):
+      if any(p.poll() for p in procs) or time.monotonic() > deadline:
+        break
+      time.sleep(0.2)
+  finally:
+    for p in procs:  # only our own children, by handle
+      if p.poll() is None:
+        p.kill()
+        p.wait()
 
 
 def _snapshot(workdir):
@@ -272,21 +351,26 @@ def test_two_processes_one_tower_each_match_one_process(uninterrupted, tmp_path)
   reading the same rows, from a data_dir neither has seen (process 0 generates
   the dataset and its statistics while process 1 waits). Same parameters as
   the single-device run on the same (seeded) data."""
-  import socket
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
   workdir = str(tmp_path / 'run')
-  flags = small_flags(str(tmp_path / 'tfds'), **{
-      'distributed.enabled': True, 'mesh.model': 2,
-      'distributed.coordinator_address': f'127.0.0.1:{port}', 'distributed.num_processes': 2})
-  procs = [run_main(workdir, flags + [f'--config.distributed.process_id={i}'], wait=False)
-           for i in range(2)]
-  try:
-    outputs = [p.communicate(timeout=240)[0] for p in procs]
-  finally:
-    for p in procs:
-      p.kill()
+  for attempt in range(1, PORT_ATTEMPTS + 1):
+    port = free_port()
+    flags = small_flags(str(tmp_path / 'tfds'), **{
+        'distributed.enabled': True, 'mesh.model': 2,
+        'distributed.coordinator_address': f'127.0.0.1:{port}',
+        'distributed.num_processes': 2})
+    logs = [tmp_path / f'process{i}-attempt{attempt}.log' for i in range(2)]
+    procs = []
+    for i, log in enumerate(logs):
+      with open(log, 'w') as f:  # a file, not a pipe left undrained while waiting for the other
+        procs.append(run_main(workdir, flags + [f'--config.distributed.process_id={i}'],
+                              wait=False, output=f))
+    wait_for_all(procs, timeout=240)
+    outputs = [log.read_text() for log in logs]
+    failed = any(p.returncode for p in procs)
+    # The coordinator's port was taken since free_port chose it: nothing ran, try another.
+    collided = any(m in out for m in PORT_IN_USE for out in outputs) or port_taken(port)
+    if attempt == PORT_ATTEMPTS or not (failed and collided):
+      break
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
   assert 'in 2 processes (this is process 1)' in outputs[1]

@@ -6,7 +6,8 @@
     batches = data.train_iterator(info, config.input, batch_size=128, seed=0, start_step=0,
                                   process_index=0, process_count=1)
     batches = data.eval_iterator(info, config.input, batch_size=128, ten_crop=False,
-                                 process_index=0, process_count=1)
+                                 process_index=0, process_count=1, split='validation')
+    views = data.image_views('photo.jpg', info, config.input, ten_crop=False)  # one file
 
 `get_dataset_info` generates the embedded dataset, prepares the S x S JPEGs
 and computes the statistics when missing, and reuses them when present.
@@ -28,10 +29,13 @@ except alexnet_jax.errors.
 from alexnet_jax.data.dataset import check_input_config
 from alexnet_jax.data.dataset import eval_iterator
 from alexnet_jax.data.dataset import get_dataset_info
+from alexnet_jax.data.dataset import image_views
+from alexnet_jax.data.dataset import input_mean
 from alexnet_jax.data.dataset import train_iterator
+from alexnet_jax.data.pipeline import SPLITS
 from alexnet_jax.data.sources import DATASETS
 from alexnet_jax.data.sources import DatasetInfo
 from alexnet_jax.data.stats import DatasetStats
 
-__all__ = ['DATASETS', 'DatasetInfo', 'DatasetStats', 'check_input_config', 'eval_iterator',
-           'get_dataset_info', 'train_iterator']
+__all__ = ['DATASETS', 'SPLITS', 'DatasetInfo', 'DatasetStats', 'check_input_config',
+           'eval_iterator', 'get_dataset_info', 'image_views', 'input_mean', 'train_iterator']

@@ -7,16 +7,20 @@ to it says from what).
 
 from collections.abc import Iterator
 import math
+import re
 from typing import Any
 
 import ml_collections
 import numpy as np
+import tensorflow as tf
 
 from alexnet_jax import errors
 from alexnet_jax.data import augment
 from alexnet_jax.data import pipeline
+from alexnet_jax.data import prepare
 from alexnet_jax.data import sources
 from alexnet_jax.data import stats as stats_lib
+from alexnet_jax.data import synthetic
 
 
 def _field(input_config: ml_collections.ConfigDict, name: str) -> Any:
@@ -51,6 +55,14 @@ def _none_or_path(value: Any) -> bool:
   return value is None or (isinstance(value, str) and value != '')
 
 
+def _shapes_classes(value: Any) -> bool:
+  """None, or at least two distinct class indices of the embedded dataset."""
+  if value is None:
+    return True
+  return (isinstance(value, (list, tuple)) and len(value) >= 2 and len(set(value)) == len(value)
+          and all(_is_int(c) and 0 <= c < synthetic.NUM_CLASSES for c in value))
+
+
 def check_input_config(dataset: str, input_config: ml_collections.ConfigDict) -> None:
   """Raises errors.ConfigError naming every field of `dataset` and `input_config` that cannot work.
 
@@ -80,12 +92,21 @@ def check_input_config(dataset: str, input_config: ml_collections.ConfigDict) ->
         f'must be one of {", ".join(repr(c) for c in augment.LIGHTING_CONVENTIONS)}')
   for name in ('num_threads', 'prepare_workers'):
     check(name, _none_or_positive, 'must be None (all cores) or a positive integer')
-  for name in ('stats_dir', 'prepared_dir', 'synset_words'):
+  check('channel_order', lambda v: v in pipeline.CHANNEL_ORDERS,
+        f'must be one of {", ".join(repr(c) for c in pipeline.CHANNEL_ORDERS)}')
+  check('mean', lambda v: v in pipeline.MEANS,
+        f'must be one of {", ".join(repr(c) for c in pipeline.MEANS)}')
+  check('mean_bgr', lambda v: isinstance(v, (list, tuple)) and len(v) == 3
+        and all(_is_number(x) for x in v), 'must be three numbers (B, G, R)')
+  for name in ('stats_dir', 'prepared_dir', 'synset_words', 'mean_file'):
     check(name, _none_or_path, 'must be None (the default) or a path')
   check('jpeg_quality', lambda v: _is_int(v) and 1 <= v <= 100, 'must be an integer in 1..100')
   check('shapes.train_examples', _positive, 'must be a positive integer')
   check('shapes.eval_examples', _positive, 'must be a positive integer')
   check('shapes.seed', lambda v: _is_int(v) and v >= 0, 'must be an integer >= 0')
+  check('shapes.classes', _shapes_classes,
+        f'must be None (all {synthetic.NUM_CLASSES} classes) or distinct class indices '
+        f'in 0..{synthetic.NUM_CLASSES - 1}, at least two')
   check('imagenette.variant', lambda v: isinstance(v, str) and v != '',
         "must name a TFDS imagenette config ('full-size-v2', '320px-v2', ...)")
   check('folder.prepare', lambda v: isinstance(v, bool), 'must be True or False')
@@ -159,8 +180,10 @@ def train_iterator(info: sources.DatasetInfo, input_config: ml_collections.Confi
 
 def eval_iterator(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
                   batch_size: int, ten_crop: bool = False, process_index: int = 0,
-                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """One pass over the evaluation split, in order, padded to whole global batches.
+                  process_count: int = 1,
+                  split: str = 'validation') -> Iterator[dict[str, np.ndarray]]:
+  """One pass over a split (the evaluation split by default), in order, padded to whole global
+  batches, with the test-time preprocessing (no shuffling, no augmentation).
 
   Batches: {'image': float32 (B/P, C, C, 3), or (B/P, 10, C, C, 3) with
   ten_crop, 'label': int32 (B/P,), 'mask': bool (B/P,)}; the padding rows of
@@ -173,7 +196,53 @@ def eval_iterator(info: sources.DatasetInfo, input_config: ml_collections.Config
     ten_crop: the ten views of section 4.1 (center and corners, and their
       reflections) instead of the center crop.
     process_index, process_count: this process and how many there are.
+    split: 'validation' or 'train' (row i of the global pass is example i of the split).
+
+  Raises:
+    errors.DataError: `split` is not one of `SPLITS`, or input.mean_file cannot be used.
   """
   return pipeline.eval_dataset(
       info, input_config, batch_size=batch_size, ten_crop=ten_crop, process_index=process_index,
-      process_count=process_count).as_numpy_iterator()
+      process_count=process_count, split=split).as_numpy_iterator()
+
+
+def image_views(path: str, mean: np.ndarray, input_config: ml_collections.ConfigDict, *,
+                ten_crop: bool = False) -> np.ndarray:
+  """The test-time input of one image file, as `eval_iterator` makes it from the dataset.
+
+  Any file TensorFlow decodes (JPEG, PNG, GIF, BMP; grayscale and CMYK become
+  RGB), any size: section 2's shorter side to S (input.image_size) and central
+  S x S crop, minus `mean` (float32 (S, S, 3) RGB, from `input_mean`), then the
+  center crop float32 (C, C, 3) or the ten views (10, C, C, 3), in the
+  network's channel order.
+
+  Raises:
+    errors.DataError: the file cannot be read or is not an image.
+  """
+  try:
+    image = prepare.decode_rgb(prepare.read_bytes(path))
+    if min(image.shape[:2]) < 1:
+      raise ValueError('the image is empty')
+  except (tf.errors.OpError, OSError, ValueError) as e:
+    why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    why = re.sub(r'\{\{.*?\}\}\s*|\s*\[Op:\w+\]', '', why)  # TensorFlow's op decorations
+    raise errors.DataError(f'{path} is not an image this program can read ({why}); give JPEG, '
+                           'PNG, GIF or BMP files.') from None
+  image = augment.resize_short_side_center_crop(image, input_config.image_size)
+  return pipeline.eval_views(image, tf.constant(mean, tf.float32), input_config, ten_crop).numpy()
+
+
+def input_mean(input_config: ml_collections.ConfigDict,
+               stats: stats_lib.DatasetStats | None = None) -> np.ndarray:
+  """The mean subtracted from every S x S image, float32 (S, S, 3), RGB (see input.mean).
+
+  stats: the dataset's statistics (`get_dataset_info(...).stats`), needed only
+  for input.mean='dataset'.
+
+  Raises:
+    errors.ConfigError: input.mean='dataset' without `stats`.
+    errors.DataError: input.mean_file cannot be used.
+  """
+  if input_config.mean == 'dataset' and stats is None:
+    raise errors.ConfigError("input.mean='dataset' needs the dataset's statistics.")
+  return pipeline.input_mean(input_config, stats)

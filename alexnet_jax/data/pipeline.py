@@ -26,11 +26,13 @@ from collections.abc import Callable
 import os
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from alexnet_jax import errors
 from alexnet_jax.data import augment
 from alexnet_jax.data import sources
+from alexnet_jax.data import stats as stats_lib
 
 # TensorFlow must never take the accelerator away from JAX.
 try:
@@ -40,6 +42,9 @@ except RuntimeError:  # already initialised; harmless
 
 AUTOTUNE = tf.data.AUTOTUNE
 _MAX_EPOCHS = 1 << 40
+SPLITS = ('train', 'validation')
+MEANS = ('dataset', 'caffe')
+CHANNEL_ORDERS = ('rgb', 'bgr')
 
 
 def epoch_permutation(seed: int, epoch, n: int) -> tf.Tensor:
@@ -115,6 +120,60 @@ def _crop_size(info: sources.DatasetInfo, input_config: ml_collections.ConfigDic
   return input_config.crop_size
 
 
+def split_of(info: sources.DatasetInfo, split: str) -> sources.Split:
+  """The reader of split 'train' or 'validation'; errors.DataError for any other name."""
+  if split not in SPLITS:
+    raise errors.DataError(f'The dataset {info.name} in {info.location} has no split {split!r}; '
+                           f'choose one of {", ".join(SPLITS)}.')
+  return info.source.train if split == 'train' else info.source.eval
+
+
+def input_mean(input_config: ml_collections.ConfigDict,
+               stats: stats_lib.DatasetStats | None) -> np.ndarray:
+  """The mean subtracted from every S x S image (section 2), float32 (S, S, 3) in RGB order.
+
+  input.mean='dataset': the training split's mean image (`stats`, which only
+  this choice needs; S = input.image_size). 'caffe': the (S, S, 3)
+  BGR image in input.mean_file (an absolute path: the caller resolves a
+  workdir-relative one), else the per-channel input.mean_bgr, both reversed to RGB.
+
+  Raises:
+    errors.DataError: the mean file is missing, unreadable or not (S, S, 3).
+  """
+  s = input_config.image_size
+  if input_config.mean == 'dataset':
+    return stats.mean_image
+  path = input_config.mean_file
+  if path is None:
+    bgr = np.asarray(input_config.mean_bgr, np.float32)
+    return np.broadcast_to(bgr[::-1], (s, s, 3)).astype(np.float32)
+  try:
+    mean = np.load(path)
+  except (OSError, ValueError) as e:
+    raise errors.DataError(
+        f'Cannot read the mean image {path} (input.mean_file): {e}. Restore the file, or set '
+        'input.mean_file to None to use input.mean_bgr.') from None
+  if mean.shape != (s, s, 3):
+    raise errors.DataError(f'The mean image {path} (input.mean_file) has shape {mean.shape}, but '
+                           f'the images are {s}x{s}x3 (input.image_size); use a mean of that size.')
+  return np.ascontiguousarray(mean[..., ::-1], np.float32)
+
+
+def to_network_order(images: tf.Tensor, input_config: ml_collections.ConfigDict) -> tf.Tensor:
+  """Mean-subtracted RGB images (..., 3) in the channel order the network takes."""
+  return tf.reverse(images, [-1]) if input_config.channel_order == 'bgr' else images
+
+
+def eval_views(image: tf.Tensor, mean: tf.Tensor, input_config: ml_collections.ConfigDict,
+               ten_crop: bool) -> tf.Tensor:
+  """The test-time input of one uint8 (S, S, 3) RGB image: minus `mean`, then the center
+  crop (C, C, 3) or the ten views (10, C, C, 3) of section 4.1, in the network's channel order."""
+  img = tf.cast(image, tf.float32) - mean
+  crop = input_config.crop_size
+  img = augment.ten_crop(img, crop) if ten_crop else augment.center_crop(img, crop)
+  return to_network_order(img, input_config)
+
+
 def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
                   batch_size: int, seed: int, start_step: int = 0, process_index: int = 0,
                   process_count: int = 1) -> tf.data.Dataset:
@@ -137,7 +196,7 @@ def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.Config
   std = float(input_config.lighting_std)
   scale = augment.lighting_scale(info.stats.eigvals, input_config.lighting_convention)
   eigvecs = tf.constant(info.stats.eigvecs, tf.float32)
-  mean = tf.constant(info.stats.mean_image, tf.float32)
+  mean = tf.constant(input_mean(input_config, info.stats), tf.float32)
   seed = int(seed)
   batch = int(batch_size)
   b, row0 = _rows(batch, process_index, process_count)
@@ -177,7 +236,7 @@ def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.Config
     if std > 0:  # section 4.1: the same RGB offset added to every pixel
       delta = augment.lighting_delta(alpha, eigvecs, scale)  # (b, 3)
       img = img + delta[:, None, None, :]
-    return {'image': img, 'label': label}
+    return {'image': to_network_order(img, input_config), 'label': label}
 
   ds = ds.map(lighting, num_parallel_calls=AUTOTUNE, deterministic=True)
   ds = ds.prefetch(AUTOTUNE)
@@ -186,21 +245,23 @@ def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.Config
 
 def eval_dataset(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
                  batch_size: int, ten_crop: bool = False, process_index: int = 0,
-                 process_count: int = 1) -> tf.data.Dataset:
-  """One pass over the evaluation split, padded to whole global batches.
+                 process_count: int = 1, split: str = 'validation') -> tf.data.Dataset:
+  """One unshuffled, unaugmented pass over a split, padded to whole global batches.
 
   Args:
     info: the `DatasetInfo` of the data.
-    input_config: the config's `input` fields (crop_size, num_threads).
+    input_config: the config's `input` fields (crop_size, num_threads, mean,
+      mean_file, mean_bgr, channel_order).
     batch_size: B, global (over all processes).
     ten_crop: the ten views of section 4.1 instead of the center crop.
     process_index, process_count: this process j and P, as in `train_dataset`.
+    split: 'validation' or 'train' (`SPLITS`).
   """
-  split = info.source.eval
+  split = split_of(info, split)
   n = split.num_examples
   s_img = info.image_size
-  crop = _crop_size(info, input_config)
-  mean = tf.constant(info.stats.mean_image, tf.float32)
+  _crop_size(info, input_config)
+  mean = tf.constant(input_mean(input_config, info.stats), tf.float32)
   batch = int(batch_size)
   b, row0 = _rows(batch, process_index, process_count)
   total = -(-n // batch) * batch  # ceil to whole global batches
@@ -220,12 +281,8 @@ def eval_dataset(info: sources.DatasetInfo, input_config: ml_collections.ConfigD
   ds = ds.map(rows).unbatch()
 
   def one(record, label, valid):
-    img = tf.cast(decode(record), tf.float32) - mean
-    if ten_crop:
-      img = augment.ten_crop(img, crop)
-    else:
-      img = augment.center_crop(img, crop)
-    return {'image': img, 'label': label, 'mask': valid}
+    return {'image': eval_views(decode(record), mean, input_config, ten_crop), 'label': label,
+            'mask': valid}
 
   ds = ds.map(one, num_parallel_calls=AUTOTUNE, deterministic=True)
   ds = ds.batch(b).prefetch(AUTOTUNE)

@@ -2,7 +2,7 @@
 
 Random access by example index is what lets the pipeline (pipeline.py) make
 batch s a pure function of (seed, s), resume exactly, and let each process read
-only its own rows. Four datasets (`DATASETS`):
+only its own rows. Five datasets (`DATASETS`):
 
 * `shapes`: the embedded TFDS dataset (synthetic.py), generated into
   `data_dir` on first use; its JPEG bytes (a few MB) are held in memory.
@@ -10,6 +10,8 @@ only its own rows. Four datasets (`DATASETS`):
   `<data_dir>/downloads/manual/`), then prepared once to S x S JPEGs
   (prepare.py) in ArrayRecord.
 * `imagenette`: TFDS (downloads; needs internet once), prepared likewise.
+* `cifar10`: TFDS (downloads; needs internet once; its test split serves as
+  the validation split), prepared likewise: Figure 1's dataset.
 * `folder`: `<data_dir>/train/<class>/*` and `<data_dir>/val/<class>/*`
   (`validation/` also accepted), class names from the folder names, readable
   via an optional `<wnid> <words>` file; prepared likewise, or decoded and
@@ -37,7 +39,7 @@ from alexnet_jax.data import prepare as prepare_lib
 from alexnet_jax.data import stats as stats_lib
 from alexnet_jax.data import synthetic
 
-DATASETS = ('shapes', 'imagenet2012', 'imagenette', 'folder')
+DATASETS = ('shapes', 'imagenet2012', 'imagenette', 'folder', 'cifar10')
 
 
 def expand(path: str) -> str:
@@ -146,8 +148,24 @@ def _shapes(input_config: ml_collections.ConfigDict, data_dir: str) -> Source:
     return Split(len(images), np.concatenate(labels).astype(np.int32), 'memory', images,
                  jpeg_side=s)
 
-  return Source('shapes', synthetic.CLASS_NAMES, read('train'), read('validation'), s,
-                builder.data_dir)
+  train, validation = read('train'), read('validation')
+  if options.classes is None:
+    return Source('shapes', synthetic.CLASS_NAMES, train, validation, s, builder.data_dir)
+  # A class subset (e.g. pre-training on some classes, fine-tuning on the others): its own
+  # statistics folder, labels 0..k-1 in the order of input.shapes.classes.
+  classes = [int(c) for c in options.classes]
+  location = os.path.join(builder.data_dir, 'classes_' + '-'.join(map(str, classes)))
+  names = tuple(synthetic.CLASS_NAMES[c] for c in classes)
+  return Source('shapes', names, _class_subset(train, classes), _class_subset(validation, classes),
+                s, location)
+
+
+def _class_subset(split: Split, classes: list[int]) -> Split:
+  """The examples of `split` whose label is in `classes`, relabelled by position there."""
+  new_label = {c: i for i, c in enumerate(classes)}
+  rows = [i for i, label in enumerate(split.labels) if int(label) in new_label]
+  labels = np.array([new_label[int(split.labels[i])] for i in rows], np.int32)
+  return Split(len(rows), labels, split.kind, [split.payload[i] for i in rows], split.jpeg_side)
 
 
 # ---------------------------------------------------------------- prepared
@@ -254,6 +272,29 @@ def _imagenette(input_config: ml_collections.ConfigDict, data_dir: str) -> Sourc
   return _prepared_source('imagenette', out_dir, meta)
 
 
+# ---------------------------------------------------------------- cifar10
+
+def _cifar10(input_config: ml_collections.ConfigDict, data_dir: str) -> Source:
+  """CIFAR-10 (Figure 1's dataset): TFDS 'cifar10', its test split as the validation split."""
+  out_dir = prepared_dir(input_config, data_dir, 'cifar10')
+  meta = prepare_lib.load_meta(out_dir)
+  if meta is None:
+    builder = tfds.builder('cifar10', data_dir=data_dir)
+    if not builder.is_prepared():
+      try:
+        builder.download_and_prepare()
+      except Exception as e:  # network problems come in many types
+        raise errors.DataError(
+            f'Could not download cifar10 into {data_dir} ({type(e).__name__}: {e}). It needs '
+            'internet access once; offline, use the embedded dataset (shapes).') from e
+    meta = prepare_lib.prepare_dataset(
+        out_dir, {'train': _tfds_items(builder, 'train'),
+                  'validation': _tfds_items(builder, 'test')},
+        builder.info.features['label'].names, input_config.image_size, source='cifar10',
+        quality=input_config.jpeg_quality, workers=input_config.prepare_workers)
+  return _prepared_source('cifar10', out_dir, meta)
+
+
 # ---------------------------------------------------------------- folder
 
 def _readable(synset_words: str | None, data_dir: str, wnids: list[str]) -> list[str]:
@@ -354,7 +395,7 @@ def _folder(input_config: ml_collections.ConfigDict, data_dir: str) -> Source:
 # ---------------------------------------------------------------- entry
 
 _READERS = {'shapes': _shapes, 'imagenet2012': _imagenet2012, 'imagenette': _imagenette,
-            'folder': _folder}
+            'folder': _folder, 'cifar10': _cifar10}
 
 
 def load_source(dataset: str, data_dir: str, input_config: ml_collections.ConfigDict) -> Source:

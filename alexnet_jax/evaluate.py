@@ -1,0 +1,69 @@
+r"""Evaluates a trained network (or an ensemble) over every example of a split, read-only.
+
+  python -m alexnet_jax.evaluate --workdir=DIR [--step=N|latest|best] [--crops=1|10|both] \
+      [--split=validation|train] [--ensemble=DIR2,DIR3,...] [--data_dir=DIR] [--batch_size=N]
+
+Restores the checkpoint (the latest by default) without writing to it, runs
+the test-time preprocessing of the run's config (center crop, and/or the ten
+views of section 4.1 with their softmax outputs averaged), and prints a table
+of the loss and the top-1 / top-5 error (section 6's measures). --ensemble
+adds networks whose softmax outputs are averaged with this one's (section 6's
+5-CNN / 7-CNN rows; every member's latest checkpoint, the same classes and
+input preprocessing). The results go to <workdir>/eval/<split>-step<N>.json,
+the only file written; checkpoints and metrics.jsonl are left as they are.
+The work is done by `alexnet_jax.inference`.
+"""
+
+from absl import flags
+
+from alexnet_jax import cli
+from alexnet_jax import inference
+from alexnet_jax import trained
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'The run to evaluate.')
+_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
+                            "'best' (the lowest validation top-1 error).")
+_CROPS = flags.DEFINE_enum('crops', 'both', ['1', '10', 'both'],
+                           'The center crop (1), the ten views of section 4.1 (10), or both.')
+_SPLIT = flags.DEFINE_string('split', 'validation', "The split: 'validation' or 'train'.")
+_ENSEMBLE = flags.DEFINE_list('ensemble', [], 'Other runs (workdirs, their latest checkpoint) '
+                              'whose softmax outputs are averaged with this one\'s.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, "Where the run's dataset is (default: the run's "
+                                'config.data_dir).')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, "Images per step (default: the run's "
+                                   'eval_batch_size or batch_size).')
+flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv):
+  del argv
+  run = inference.open_run(_WORKDIR.value, _STEP.value)
+  runs = [run] + [trained.open_run(workdir) for workdir in _ENSEMBLE.value]
+  inference.check_ensemble(runs)
+  inference.check_writable(inference.evaluation_path(run, _SPLIT.value))
+  info = inference.dataset_info(run, _DATA_DIR.value)
+  views = {'1': [False], '10': [True], 'both': [False, True]}[_CROPS.value]
+  rows = {}
+  for ten_crop in views:
+    result = inference.evaluate(runs, _SPLIT.value, ten_crop=ten_crop,
+                                batch_size=_BATCH_SIZE.value, info=info)
+    view = 'ten_crop' if ten_crop else 'center'
+    rows[view] = result['model']
+    if 'ensemble' in result:
+      rows[f'ensemble_{view}'] = result['ensemble']
+  path = inference.write_evaluation(run, _SPLIT.value, {
+      'workdir': run.workdir, 'step': run.step, 'split': _SPLIT.value,
+      'ensemble': [r.workdir for r in runs[1:]], 'results': rows})
+  print(f'{run.workdir} step {run.step}, {_SPLIT.value} split '
+        f'({int(next(iter(rows.values()))["count"])} examples):')
+  print(f'{"":<26} {"loss":>8} {"top-1 error":>12} {"top-5 error":>12}')
+  for name, m in rows.items():
+    label = name.replace('_', ' ').replace('ten crop', 'ten-crop')
+    if name.startswith('ensemble'):
+      label = label.replace('ensemble', f'ensemble of {len(runs)},')
+    print(f'{label:<26} {m["loss"]:8.4f} {m["top1_error"]:12.2%} {m["top5_error"]:12.2%}')
+  print(f'Wrote {path}.')
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,47 @@
+r"""Writes the fc7 features, logits, labels and example ids of a split, in .npz shards.
+
+  python -m alexnet_jax.features --workdir=DIR --split=validation --out=FILE.npz \
+      [--step=N|latest|best] [--dtype=float32|float16] [--shard_size=N] [--data_dir=DIR]
+
+fc7 is the last hidden layer after its ReLU (section 6.1's feature vectors)
+of each example's center crop. The split is streamed, one batch in memory
+at a time, into FILE-00000-of-000NN.npz, ... (shard i holds examples
+[i * shard_size, (i + 1) * shard_size) of the split, arrays 'fc7', 'logits',
+'label', 'id'), each written once complete. Size: the 1,281,167 training
+images of ILSVRC-2012 x 4096 fc7 units x 4 bytes is 21 GB in float32
+(arithmetic), half in float16. Existing shards are never overwritten.
+The work is done by `alexnet_jax.inference.write_features`.
+"""
+
+from absl import flags
+from absl import logging
+
+from alexnet_jax import cli
+from alexnet_jax import inference
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'The trained (or converted) network.')
+_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
+                            "'best' (the lowest validation top-1 error).")
+_SPLIT = flags.DEFINE_string('split', 'validation', "The split: 'validation' or 'train'.")
+_OUT = flags.DEFINE_string('out', None, 'FILE.npz: the shards are FILE-00000-of-000NN.npz, ...')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'float16'],
+                           'The type of fc7 and logits in the files.')
+_SHARD_SIZE = flags.DEFINE_integer('shard_size', 100_000, 'Examples per shard.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, "Where the run's dataset is (default: the run's "
+                                'config.data_dir).')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, "Images per step (default: the run's "
+                                   'eval_batch_size or batch_size).')
+flags.mark_flags_as_required(['workdir', 'out'])
+
+
+def main(argv):
+  del argv
+  run = inference.open_run(_WORKDIR.value, _STEP.value)
+  paths = inference.write_features(run, _SPLIT.value, _OUT.value, dtype=_DTYPE.value,
+                                   shard_size=_SHARD_SIZE.value, batch_size=_BATCH_SIZE.value,
+                                   data_dir=_DATA_DIR.value)
+  logging.info('Wrote %d shard(s): %s', len(paths), ', '.join(paths))
+
+
+if __name__ == '__main__':
+  cli.run(main)

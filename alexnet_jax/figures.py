@@ -1,0 +1,48 @@
+r"""Section 6.1's figures of a trained network, as PNGs under <workdir>/figures/.
+
+  python -m alexnet_jax.figures --workdir=/tmp/alexnet_demo
+  python -m alexnet_jax.figures --workdir=/tmp/alexnet_demo --step=600 --queries=4
+
+Writes kernels.png (Figure 3: the conv1 kernels, tower 0's above tower 1's)
+with kernels.json (each tower's colour specificity, `plots.colour_specificity`,
+also printed), predictions.png (validation images and their top-5 classes,
+Figure 4 left), neighbours.png (for each of those images the six training
+images with the nearest fc7 vectors, Figure 4 right) and curves.png (from
+metrics.jsonl). The work is done by `alexnet_jax.analysis.write_figures`.
+"""
+
+from absl import flags
+
+from alexnet_jax import analysis
+from alexnet_jax import cli
+from alexnet_jax import trained
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A training run (python -m alexnet_jax.main).')
+_STEP = flags.DEFINE_integer('step', None, 'The checkpoint to use (default: the latest).')
+_OUT_DIR = flags.DEFINE_string('out_dir', None, 'Where to write (default: <workdir>/figures).')
+_QUERIES = flags.DEFINE_integer('queries', 8, 'Validation images in the predictions and '
+                                'neighbours figures.')
+_NEIGHBOURS = flags.DEFINE_integer('neighbours', 6, 'Training images shown per query.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Images per step (default: the run\'s '
+                                   'eval_batch_size or batch_size).')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where the dataset is (default: the run\'s '
+                                'config.data_dir).')
+flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv):
+  del argv
+  run = trained.open_run(_WORKDIR.value, _STEP.value)
+  result = analysis.write_figures(run, _OUT_DIR.value, queries=_QUERIES.value,
+                                  neighbour_count=_NEIGHBOURS.value,
+                                  batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value)
+  print(f'conv1 colour specificity at step {run.step} (0: grey kernels, 0.82: random or '
+        'one-channel, 1: pure colour):')
+  for tower, values in enumerate(result['kernels']['towers']):
+    print(f"  tower {tower}: mean {values['mean']:.3f}, median {values['median']:.3f}")
+  for path in result['paths']:
+    print(path)
+
+
+if __name__ == '__main__':
+  cli.run(main)

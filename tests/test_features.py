@@ -1,0 +1,89 @@
+"""fc7 features of a split: equal to the network's, in split order, shards that add up."""
+
+import glob
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_train import small_config
+
+from alexnet_jax import data
+from alexnet_jax import errors
+from alexnet_jax import inference
+from alexnet_jax import train
+from alexnet_jax import trained
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = {'num_train_steps': 4, 'checkpoint_every_steps': 4, 'eval_every_steps': 4,
+        'eval_batch_size': 16, 'model.conv_features': (16, 32, 32, 32, 32),
+        'model.fc_features': 64}
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('features')
+  workdir = str(root / 'run')
+  train.train_and_evaluate(small_config(str(root / 'tfds'), **TINY), workdir)
+  return trained.open_run(workdir)
+
+
+@pytest.fixture(scope='module')
+def info(run):
+  return inference.dataset_info(run)
+
+
+def concatenated(batches):
+  batches = list(batches)
+  return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+@pytest.mark.parametrize('split', ['validation', 'train'])
+def test_features_are_the_networks_fc7_in_split_order(run, info, split):
+  got = concatenated(inference.feature_batches(run, split, info=info))
+  n = info.num_eval_examples if split == 'validation' else info.num_train_examples
+  np.testing.assert_array_equal(got['id'], np.arange(n))
+  reader = info.source.eval if split == 'validation' else info.source.train
+  np.testing.assert_array_equal(got['label'], reader.labels)
+  # The same center crops (the unshuffled, unaugmented pass), through the network directly.
+  images = np.concatenate([b['image'][b['mask']] for b in data.eval_iterator(
+      info, inference.input_config(run), batch_size=64, split=split)])
+  logits, state = run.model.apply({'params': run.params}, images, mutable=['intermediates'])
+  fc7 = np.concatenate(state['intermediates']['fc7_features'][0], axis=-1)
+  assert got['fc7'].shape == (n, 64) and got['fc7'].dtype == np.float32
+  np.testing.assert_allclose(got['fc7'], fc7, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(got['logits'], logits, rtol=1e-5, atol=1e-6)
+  assert np.ptp(fc7, axis=0).max() > 1e-3  # not vacuous: the features differ between images
+
+
+def test_program_shards_concatenate_to_the_split(run, info, tmp_path):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
+  out_file = str(tmp_path / 'out' / 'val.npz')
+  args = [sys.executable, '-m', 'alexnet_jax.features', f'--workdir={run.workdir}',
+          f'--out={out_file}', '--shard_size=15', '--dtype=float16']
+  out = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  paths = sorted(glob.glob(str(tmp_path / 'out' / '*')))
+  assert [os.path.basename(p) for p in paths] == [f'val-0000{i}-of-00003.npz' for i in range(3)]
+  shards = [dict(np.load(p)) for p in paths]
+  assert [len(s['id']) for s in shards] == [15, 15, 10]
+  got = {k: np.concatenate([s[k] for s in shards]) for k in shards[0]}
+  want = concatenated(inference.feature_batches(run, info=info))
+  np.testing.assert_array_equal(got['id'], want['id'])
+  np.testing.assert_array_equal(got['label'], want['label'])
+  assert got['fc7'].dtype == np.float16
+  np.testing.assert_array_equal(got['fc7'], want['fc7'].astype(np.float16))
+  np.testing.assert_array_equal(got['logits'], want['logits'].astype(np.float16))
+  # Existing shards are not overwritten: an error, and the files stay as they are.
+  before = [os.path.getmtime(p) for p in paths]
+  again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 1 and 'exists already' in again.stderr
+  assert [os.path.getmtime(p) for p in paths] == before
+
+
+def test_a_split_the_dataset_lacks_writes_nothing(run, tmp_path):
+  with pytest.raises(errors.DataError, match="no split 'test'"):
+    inference.write_features(run, 'test', str(tmp_path / 'out' / 'f.npz'))
+  assert not os.path.exists(tmp_path / 'out')

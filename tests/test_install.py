@@ -1,0 +1,119 @@
+"""The install: platform markers, accelerator extras, and the `doctor` check."""
+
+import configparser
+import importlib.metadata
+import os
+import pathlib
+import stat
+import subprocess
+import sys
+
+import jax
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+from alexnet_jax import doctor
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LINUX = {**default_environment(), 'sys_platform': 'linux', 'platform_system': 'Linux'}
+MACOS = {**default_environment(), 'sys_platform': 'darwin', 'platform_system': 'Darwin'}
+
+
+def requirements_txt() -> list[Requirement]:
+  lines = (REPO / 'requirements.txt').read_text().splitlines()
+  return [Requirement(line) for line in lines if line.strip() and not line.startswith('#')]
+
+
+def setup_cfg() -> configparser.ConfigParser:
+  parser = configparser.ConfigParser()
+  parser.read(REPO / 'setup.cfg')
+  return parser
+
+
+def setup_cfg_requirements(section: str, key: str) -> list[Requirement]:
+  value = setup_cfg()[section][key]
+  return [Requirement(line) for line in value.splitlines() if line.strip()]
+
+
+def selected(requirements: list[Requirement], environment: dict) -> dict[str, Requirement]:
+  """{name: requirement} of those whose marker holds in `environment`."""
+  return {r.name: r for r in requirements
+          if r.marker is None or r.marker.evaluate(environment)}
+
+
+def test_tensorflow_build_follows_the_platform():
+  """tensorflow-cpu has no macOS wheel; tensorflow is the one there."""
+  for requirements in (requirements_txt(), setup_cfg_requirements('options', 'install_requires')):
+    linux, macos = selected(requirements, LINUX), selected(requirements, MACOS)
+    assert 'tensorflow-cpu' in linux and 'tensorflow' not in linux
+    assert 'tensorflow' in macos and 'tensorflow-cpu' not in macos
+    assert 'array-record' in linux and 'array-record' in macos
+  pinned = selected(requirements_txt(), LINUX), selected(requirements_txt(), MACOS)
+  assert str(pinned[0]['tensorflow-cpu'].specifier) == str(pinned[1]['tensorflow'].specifier)
+
+
+def test_requirements_txt_pins_what_setup_cfg_needs_on_each_platform():
+  for environment in (LINUX, MACOS):
+    needed = set(selected(setup_cfg_requirements('options', 'install_requires'), environment))
+    pinned = selected(requirements_txt(), environment)
+    assert needed <= set(pinned), needed - set(pinned)
+    assert all(str(r.specifier).startswith('==') for r in pinned.values())
+
+
+def test_accelerator_extras_pin_the_requirements_jax():
+  jax_pin = selected(requirements_txt(), LINUX)['jax'].specifier
+  for extra in ('cuda12', 'tpu'):
+    (requirement,) = setup_cfg_requirements('options.extras_require', extra)
+    assert requirement.name == 'jax' and requirement.extras == {extra}
+    assert requirement.specifier == jax_pin
+
+
+def test_installed_versions_match_requirements_txt():
+  """The venv the tests run in is the one requirements.txt describes."""
+  for name, requirement in selected(requirements_txt(), default_environment()).items():
+    assert requirement.specifier.contains(importlib.metadata.version(name)), name
+
+
+def test_detects_gpu_and_tpu_device_files(tmp_path, monkeypatch):
+  monkeypatch.setenv('PATH', str(tmp_path / 'bin'))  # no nvidia-smi
+  assert doctor.detect_accelerators(str(tmp_path)) == {}
+  (tmp_path / 'dev').mkdir()
+  (tmp_path / 'dev' / 'nvidia0').touch()
+  (tmp_path / 'dev' / 'accel0').touch()
+  assert doctor.detect_accelerators(str(tmp_path)) == {
+      'gpu': str(tmp_path / 'dev' / 'nvidia0'), 'tpu': str(tmp_path / 'dev' / 'accel0')}
+
+
+def test_warning_only_for_an_unused_accelerator():
+  gpu = {'gpu': '/dev/nvidia0'}
+  assert "'.[cuda12]'" in doctor.unused_accelerator_warning(gpu, 'cpu')
+  assert "'.[tpu]'" in doctor.unused_accelerator_warning({'tpu': '/dev/accel0'}, 'cpu')
+  assert doctor.unused_accelerator_warning(gpu, 'gpu') is None
+  assert doctor.unused_accelerator_warning({}, 'cpu') is None
+
+
+def _run_doctor(path: str) -> subprocess.CompletedProcess:
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PATH': path}
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.doctor'], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_doctor_prints_versions_and_backend():
+  result = _run_doctor(os.environ['PATH'])
+  if 'gpu' in doctor.detect_accelerators() or 'tpu' in doctor.detect_accelerators():
+    assert result.returncode == doctor.UNUSED_ACCELERATOR_STATUS  # JAX_PLATFORMS=cpu above
+  else:
+    assert result.returncode == 0, result.stderr
+  assert f'JAX {jax.__version__} ' in result.stdout
+  assert 'backend cpu, 1 devices' in result.stdout
+  assert f'TensorFlow Datasets {importlib.metadata.version("tensorflow-datasets")}' in result.stdout
+
+
+def test_doctor_warns_when_nvidia_smi_exists_but_jax_runs_on_cpu(tmp_path):
+  fake = tmp_path / 'nvidia-smi'
+  fake.write_text('#!/bin/sh\nexit 0\n')
+  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  result = _run_doctor(f'{tmp_path}{os.pathsep}{os.environ["PATH"]}')
+  assert result.returncode == doctor.UNUSED_ACCELERATOR_STATUS
+  evidence = doctor.detect_accelerators().get('gpu', str(fake))  # a real /dev/nvidia0 wins
+  assert f'has a GPU ({evidence}) but JAX runs on the CPU' in result.stdout

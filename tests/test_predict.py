@@ -1,0 +1,106 @@
+"""Predictions for image files of odd kinds, against the same preprocessing done here."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_data_sources import CMYK_JPEG
+from test_train import small_config
+
+from alexnet_jax import errors
+from alexnet_jax import inference
+from alexnet_jax import train
+from alexnet_jax import trained
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = {'num_train_steps': 4, 'checkpoint_every_steps': 4, 'eval_every_steps': 4,
+        'model.conv_features': (16, 32, 32, 32, 32), 'model.fc_features': 64}
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('predict')
+  workdir = str(root / 'run')
+  train.train_and_evaluate(small_config(str(root / 'tfds'), **TINY), workdir)
+  return trained.open_run(workdir)
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+  """A grayscale JPEG, a CMYK JPEG, a PNG with a wide aspect and a 20x20 JPEG."""
+  folder = tmp_path_factory.mktemp('photos')
+  rng = np.random.default_rng(0)
+  y, x = np.mgrid[0:90, 0:130]
+  gray = ((x * 2 + y) % 256).astype(np.uint8)[..., None]
+  wide = np.stack([x % 256, y * 2 % 256, (x + y) % 256], -1).astype(np.uint8)
+  small = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+  files = {'gray.jpg': tf.io.encode_jpeg(gray).numpy(), 'cmyk.jpg': CMYK_JPEG,
+           'wide.png': tf.io.encode_png(wide).numpy(),
+           'small.jpg': tf.io.encode_jpeg(small, quality=95).numpy()}
+  for name, content in files.items():
+    (folder / name).write_bytes(content)
+  (folder / 'notes.jpg').write_text('not an image')
+  return {name: str(folder / name) for name in [*files, 'notes.jpg']}
+
+
+def reference_probs(run, path, ten_crop):
+  """The evaluation's preprocessing written out here: TF decode and antialiased resize, NumPy
+  crops and mean, the network applied directly, NumPy softmax (averaged over the views)."""
+  image = tf.io.decode_image(open(path, 'rb').read(), channels=3, expand_animations=False)
+  s, c = run.config.input.image_size, run.config.input.crop_size
+  h, w = image.shape[:2]
+  nh, nw = max(s, round(h * s / min(h, w))), max(s, round(w * s / min(h, w)))
+  resized = tf.image.resize(image, [nh, nw], method='bilinear', antialias=True).numpy()
+  y, x = (nh - s) // 2, (nw - s) // 2
+  stored = np.clip(np.round(resized[y:y + s, x:x + s]), 0, 255).astype(np.uint8)
+  info = inference.dataset_info(run)
+  img = stored.astype(np.float32) - info.stats.mean_image
+  m = (s - c) // 2
+  corners = [(m, m), (0, 0), (0, s - c), (s - c, 0), (s - c, s - c)]
+  views = [img[a:a + c, b:b + c] for a, b in corners]
+  views = views + [v[:, ::-1] for v in views] if ten_crop else views[:1]
+  logits = np.asarray(run.model.apply({'params': run.params}, np.stack(views)), np.float64)
+  e = np.exp(logits - logits.max(axis=1, keepdims=True))
+  return (e / e.sum(axis=1, keepdims=True)).mean(axis=0)
+
+
+@pytest.mark.parametrize('ten_crop', [False, True])
+def test_predictions_equal_the_network_on_the_same_preprocessing(run, photos, ten_crop):
+  names = ['gray.jpg', 'cmyk.jpg', 'wide.png', 'small.jpg']
+  predictions = inference.predict_files(run, [photos[n] for n in names], ten_crop=ten_crop)
+  assert [p.path for p in predictions] == [photos[n] for n in names]
+  for p in predictions:
+    want = reference_probs(run, p.path, ten_crop)
+    order = np.argsort(-want, kind='stable')[:5]
+    assert len(p.labels) == 5 and len(set(p.labels.tolist())) == 5
+    np.testing.assert_allclose(p.probabilities, want[p.labels], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.sort(p.probabilities)[::-1], want[order], rtol=1e-5)
+    assert p.names == tuple(run.class_names[i] for i in p.labels)
+
+
+def run_program(*args):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.predict', *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_program_prints_five_classes_per_file(run, photos):
+  out = run_program(f'--workdir={run.workdir}', photos['gray.jpg'], photos['small.jpg'])
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.strip().splitlines()
+  assert lines[0] == photos['gray.jpg'] and lines[6] == photos['small.jpg'] and len(lines) == 12
+  predictions = inference.predict_files(run, [photos['gray.jpg']])
+  for line, name, p in zip(lines[1:6], predictions[0].names, predictions[0].probabilities):
+    assert line.split(None, 1)[1].startswith(name) and line.split()[0] == f'{p:.2%}'
+
+
+def test_a_file_that_is_not_an_image(run, photos):
+  with pytest.raises(errors.DataError, match='notes.jpg is not an image'):
+    inference.predict_files(run, [photos['gray.jpg'], photos['notes.jpg']])
+  out = run_program(f'--workdir={run.workdir}', photos['gray.jpg'], photos['notes.jpg'])
+  assert out.returncode == 1 and out.stdout == ''
+  assert 'notes.jpg is not an image' in out.stderr and 'Traceback' not in out.stderr

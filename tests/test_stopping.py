@@ -1,0 +1,112 @@
+"""Stopping: several processes agree on the step they save, and the best
+checkpoint by validation error is kept besides the latest ones."""
+
+import re
+import signal
+import socket
+import time
+
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
+import numpy as np
+import pytest
+from test_train import final_params
+from test_train import run_main
+from test_train import small_config
+from test_train import small_flags
+from test_train import wait_for_checkpoint
+
+from alexnet_jax import checkpoint
+from alexnet_jax import data
+from alexnet_jax import main as main_program
+from alexnet_jax import optim
+from alexnet_jax import train
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('tfds'))
+  config = small_config(path)
+  data.get_dataset_info(config.dataset, config.data_dir, config.input)
+  return path
+
+
+def _two_processes(workdir, data_dir, **overrides):
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  flags = small_flags(data_dir, **{
+      'distributed.enabled': True, 'mesh.model': 2, 'distributed.num_processes': 2,
+      'distributed.coordinator_address': f'127.0.0.1:{port}', **overrides})
+  return [run_main(workdir, flags + [f'--config.distributed.process_id={i}'], wait=False)
+          for i in range(2)]
+
+
+def _finish(procs, timeout=240):
+  try:
+    return [p.communicate(timeout=timeout)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+
+
+def test_two_processes_signalled_at_different_steps_save_one_step_and_resume_exactly(
+    data_dir, tmp_path):
+  """SIGTERM to process 0, then a second later to process 1: both stop at the same
+  step, save it, exit 3; resumed, they end with the parameters of a run that never
+  stopped (one process, one device, same seeded data)."""
+  workdir = str(tmp_path / 'run')
+  procs = _two_processes(workdir, data_dir, num_train_steps=100000)
+  wait_for_checkpoint(workdir, 3, procs[0])
+  procs[0].send_signal(signal.SIGTERM)
+  time.sleep(1.0)
+  if procs[1].poll() is None:
+    procs[1].send_signal(signal.SIGTERM)
+  outputs = _finish(procs)
+  stopped = []
+  for p, out in zip(procs, outputs):
+    assert p.returncode == main_program.STOPPED_STATUS, out[-3000:]
+    stopped.append(int(re.search(r'Stopped at step (\d+) by SIGTERM', out).group(1)))
+  assert stopped[0] == stopped[1] == checkpoint.all_steps(workdir)[-1]
+  stop_step = stopped[0]
+
+  total = stop_step + 2
+  outputs = _finish(_two_processes(workdir, data_dir, num_train_steps=total))
+  assert all('Finished at step' in out for out in outputs), outputs[0][-3000:]
+  reference = str(tmp_path / 'reference')
+  train.train_and_evaluate(small_config(data_dir, num_train_steps=total), reference)
+  step, params = final_params(workdir)
+  ref_step, ref = final_params(reference)
+  assert step == ref_step == total
+  for name, value in ref.items():
+    np.testing.assert_allclose(params[name], value, rtol=0, atol=1e-5 * np.abs(value).max(),
+                               err_msg=name)
+
+
+def test_best_checkpoint_is_kept_when_the_error_goes_back_up(tmp_path):
+  """Saves as the training loop makes them (every step here, an evaluation at
+  every other one) with errors that go down and up; keep_checkpoints=2."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+  def state(step):
+    params = jax.device_put({'w': np.full((2, 3), step, np.float32)},
+                            NamedSharding(mesh, PartitionSpec()))
+    return train.TrainState(step=step, params=params, opt_state={'v': params['w'] * 0},
+                            plateau=optim.PlateauState())
+  errors = {2: 0.6, 4: 0.3, 6: 0.45, 8: 0.3, 10: 0.7}  # ties go to the later step
+  manager = checkpoint.make_manager(str(tmp_path), keep=2)
+  for step in range(1, 12):
+    evaluation = {checkpoint.BEST_METRIC: errors[step]} if step in errors else None
+    checkpoint.save(manager, state(step), evaluation)
+  manager.wait_until_finished()
+  manager.close()
+  lowest = min(errors.values())
+  best = max(step for step, error in errors.items() if error == lowest)
+  assert best == 8
+  assert checkpoint.best_step(str(tmp_path)) == best
+  assert checkpoint.all_steps(str(tmp_path)) == [best, 10, 11]
+  assert checkpoint.load_params(str(tmp_path), best)[1]['w'][0, 0] == best
+
+
+def test_best_step_is_none_without_checkpoints(tmp_path):
+  assert checkpoint.best_step(str(tmp_path)) is None
