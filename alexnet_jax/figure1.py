@@ -37,6 +37,8 @@ from alexnet_jax import steps
 
 # Figure 1's threshold: 25% training error.
 PAPER_THRESHOLD = 0.25
+# Mean-subtracted 0..255 pixels are divided by this before training.
+PIXEL_SCALE = 64.0
 
 
 class FourLayerNet(nn.Module):
@@ -177,9 +179,12 @@ def read_curve(path: str) -> list[float]:
 
 def load_training_set(dataset: str, data_dir: str, image_size: int = 32,
                       shapes_examples: int = 5000) -> tuple[np.ndarray, np.ndarray, int]:
-  """(images float32 (N, S, S, 3) minus the mean image, labels int32 (N,), classes) of the
-  training split of 'cifar10' (TFDS, downloads once) or 'shapes' (the offline stand-in,
-  rendered at `image_size`); no augmentation (Figure 1: no regularization)."""
+  """(images, labels, classes) of the training split of 'cifar10' (TFDS, downloads once) or
+  'shapes' (the offline stand-in, rendered at `image_size`).
+
+  images: float32 (N, S, S, 3), pixels minus the mean image, / PIXEL_SCALE; labels: int32 (N,).
+  No augmentation (Figure 1: no regularization).
+  """
   input_config = config_lib.base_config().input
   input_config.image_size = input_config.crop_size = image_size
   input_config.jpeg_quality = 100  # the prepared copy of CIFAR-10 stays near-lossless
@@ -189,7 +194,10 @@ def load_training_set(dataset: str, data_dir: str, image_size: int = 32,
   for batch in data.eval_iterator(info, input_config, batch_size=1000, split='train'):
     images.append(batch['image'][batch['mask']])
     labels.append(batch['label'][batch['mask']])
-  return np.concatenate(images), np.concatenate(labels).astype(np.int32), info.num_classes
+  # 0..255 minus the mean has a spread of about 60: bring it near 1 so that neither net starts
+  # saturated (tanh) or exploding (ReLU) at the default initialization.
+  return (np.concatenate(images) / PIXEL_SCALE, np.concatenate(labels).astype(np.int32),
+          info.num_classes)
 
 
 def curves_figure(relu_curve: list[float], tanh_curve: list[float], threshold: float,

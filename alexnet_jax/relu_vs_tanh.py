@@ -31,9 +31,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the curves, figure and re
 _DATASET = flags.DEFINE_enum('dataset', 'shapes', ['shapes', 'cifar10'],
                              'cifar10 (TFDS, downloads once) or the offline stand-in.')
 _DATA_DIR = flags.DEFINE_string('data_dir', '~/tensorflow_datasets', 'TFDS data directory.')
-_EPOCHS = flags.DEFINE_integer('epochs', 6, 'Epochs of every run.')
-_RATES = flags.DEFINE_list('rates', ['0.01', '0.03', '0.1'], 'The learning rates swept.')
-_EXAMPLES = flags.DEFINE_integer('shapes_examples', 2000, 'Training images of the stand-in.')
+_EPOCHS = flags.DEFINE_integer('epochs', 5, 'Epochs of every run.')
+_RATES = flags.DEFINE_list('rates', ['0.01', '0.05'], 'The learning rates swept.')
+_EXAMPLES = flags.DEFINE_integer('shapes_examples', 1500, 'Training images of the stand-in.')
 
 
 def main(argv):

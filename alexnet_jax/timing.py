@@ -111,6 +111,7 @@ class StepTimer:
   batch_size: int
   flops_per_step: float
   compile_s: float
+  hlo_text: str  # the compiled step's HLO
   _call: Callable[[], None]
 
   def warm(self, num_steps: int) -> None:
@@ -147,7 +148,8 @@ def train_step_timer(model: model_lib.AlexNet, batch_size: int, mesh_data: int |
                                                       jax.random.key(next(keys)))
     jax.block_until_ready((state['params'], metrics))
 
-  return StepTimer('train', batch_size, 6.0 * forward_macs(model) * batch_size, compile_s, call)
+  return StepTimer('train', batch_size, 6.0 * forward_macs(model) * batch_size, compile_s,
+                   compiled.as_text(), call)
 
 
 def eval_step_timer(model: model_lib.AlexNet, batch_size: int, mesh_data: int | None = None,
@@ -165,7 +167,8 @@ def eval_step_timer(model: model_lib.AlexNet, batch_size: int, mesh_data: int | 
   def call():
     jax.block_until_ready(compiled(params, batch))
 
-  return StepTimer('eval', batch_size, 2.0 * forward_macs(model) * batch_size, compile_s, call)
+  return StepTimer('eval', batch_size, 2.0 * forward_macs(model) * batch_size, compile_s,
+                   compiled.as_text(), call)
 
 
 def measure(timer: StepTimer, num_steps: int, warmup: int) -> dict:

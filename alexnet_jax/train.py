@@ -28,7 +28,6 @@ kept (`checkpoint.best_step`). A signal stops all processes at one agreed step.
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -151,15 +150,23 @@ class _StopRequest(contextlib.AbstractContextManager):
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for any mistake in `config` before anything is built.
 
-  Checks the field names, the input fields, the network's fields (with a
-  stand-in class count: the real one comes from the data), the optimizer and
-  learning-rate policy, the mesh against the devices, and the batch sizes.
+  Checks the field names, the input fields, the schedule's counts, the
+  network's fields (with a stand-in class count: the real one comes from the
+  data), the optimizer and learning-rate policy, the mesh against the devices,
+  and the batch sizes.
   """
   config_lib.check_fields(config)
   data.check_input_config(config.dataset, config.input)
-  if config.batch_size < 1 or (config.eval_batch_size or 1) < 1:
-    raise errors.ConfigError(f'batch_size and eval_batch_size must be positive, got '
-                             f'{config.batch_size} and {config.eval_batch_size}.')
+  counts = {'batch_size': config.batch_size, 'num_epochs': config.num_epochs,
+            'checkpoint_every_steps': config.checkpoint_every_steps,
+            'log_every_steps': config.log_every_steps, 'keep_checkpoints': config.keep_checkpoints}
+  derived = {'eval_batch_size': config.eval_batch_size, 'num_train_steps': config.num_train_steps,
+             'eval_every_steps': config.eval_every_steps}
+  bad = [f'{name}={value!r}' for name, value in counts.items() if value < 1]
+  bad += [f'{name}={value!r}' for name, value in derived.items() if value is not None and value < 1]
+  if bad:
+    raise errors.ConfigError(f'{", ".join(bad)}: these counts must be positive (eval_batch_size, '
+                             'num_train_steps and eval_every_steps may also be None).')
   model = model_lib.from_config(config.model, num_classes=config.model.towers,
                                 image_size=config.input.crop_size)
   optim.make_optimizer(config)
@@ -170,22 +177,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   parallel.check_batch_size(config.eval_batch_size or config.batch_size, mesh)
 
 
-def _started_config(workdir: str, step: int) -> tuple[str, dict] | None:
-  """(file name, fields) of the config in force at checkpoint `step`: config.json (the
-  run's start) or the latest config_from_step_<N>.json with N <= step; None if neither."""
-  candidates = {0: 'config.json'}
-  for name in os.listdir(workdir):
-    if name.startswith('config_from_step_') and name.endswith('.json'):
-      from_step = int(name[len('config_from_step_'):-len('.json')])
-      if from_step <= step:
-        candidates[from_step] = name
-  name = candidates[max(candidates)]
-  if not os.path.exists(os.path.join(workdir, name)):
-    return None
-  with open(os.path.join(workdir, name)) as f:
-    return name, json.load(f)
-
-
 def check_resume_config(config: ml_collections.ConfigDict, workdir: str,
                         step: int) -> dict[str, tuple[Any, Any]]:
   """The fields `config` changes from the run's saved config, logged; reads only.
@@ -194,7 +185,7 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str,
   already taken (`config_lib.RESUME_FIXED`: batch size, network, input,
   dataset, seed, update rule), unless config.allow_config_change is set.
   """
-  started = _started_config(workdir, step)
+  started = trained.config_in_force(workdir, step)
   if started is None:  # a workdir from before configs were kept
     return {}
   name, fields = started

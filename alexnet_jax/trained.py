@@ -58,17 +58,36 @@ def write_class_names(workdir: str, class_names: tuple[str, ...] | list[str],
   os.replace(path + '.tmp', path)
 
 
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run started with, from <workdir>/config.json."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
+def config_in_force(workdir: str, step: int | None = None) -> tuple[str, dict] | None:
+  """(file name, fields) of the config that trained checkpoint `step` (None: the last one).
+
+  config.json (the run's start) or, when a resume changed the config
+  (`allow_config_change`), the latest config_from_step_<N>.json with N <= step;
+  None when the workdir has neither.
+  """
+  candidates = {0: 'config.json'}
+  for name in os.listdir(workdir):
+    if name.startswith('config_from_step_') and name.endswith('.json'):
+      from_step = int(name[len('config_from_step_'):-len('.json')])
+      if step is None or from_step <= step:
+        candidates[from_step] = name
+  name = candidates[max(candidates)]
+  if not os.path.exists(os.path.join(workdir, name)):
+    return None
+  with open(os.path.join(workdir, name)) as f:
+    return name, json.load(f)
+
+
+def read_config(workdir: str, step: int | None = None) -> ml_collections.ConfigDict:
+  """The config in force at checkpoint `step` (`config_in_force`) as a ConfigDict."""
+  found = config_in_force(workdir, step)
+  if found is None:
     raise errors.CheckpointError(
         f'{workdir} is not a training run: it has no config.json. Give the --workdir of a run '
         'made by python -m alexnet_jax.main (or alexnet_jax.convert).')
-  with open(path) as f:
-    values = json.load(f)
+  name, values = found
   config = config_lib.base_config()
-  _update(config, values, path)
+  _update(config, values, os.path.join(workdir, name))
   return config
 
 
@@ -92,7 +111,7 @@ def open_run(workdir: str, step: int | None = None) -> TrainedRun:
       (the message lists the steps there are).
   """
   workdir = os.path.abspath(workdir)
-  config = read_config(workdir)
+  read_config(workdir)  # raises first when the workdir is not a run at all
   steps = checkpoint.all_steps(workdir)
   if not steps:
     raise errors.CheckpointError(f'{workdir} has no checkpoint yet (checkpoints/ is empty or '
@@ -102,6 +121,7 @@ def open_run(workdir: str, step: int | None = None) -> TrainedRun:
   elif step not in steps:
     raise errors.CheckpointError(f'{workdir} has no checkpoint at step {step}; it has steps '
                                  f'{", ".join(map(str, steps))}.')
+  config = read_config(workdir, step)
   _, params = checkpoint.load_params(workdir, step)
   class_names = _class_names(workdir)
   model = model_lib.from_config(config.model, len(class_names),

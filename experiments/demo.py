@@ -33,7 +33,6 @@ def get_config():
   # the spread of its input by about sqrt(fan_in) * std, so start wider.
   config.model.init_std = 0.03
   config.num_epochs = 30
-  config.eval_every_steps = -1
   config.checkpoint_every_steps = 200
   config.log_every_steps = 20
   config.plateau.patience = 3

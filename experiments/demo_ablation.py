@@ -13,7 +13,7 @@ paper-scale config (experiments/no_lrn.py, ...), which give the paper's
 figures; one_tower halves the demo's own conv1-conv4 counts.
 
 Result: docs/experiments.md (measured 2026-11-28 on this project's 2-core
-CPU machine, shared; each run 2-4 minutes). The effects at 64 px and 12
+CPU machine, shared with other work: 52-273 s a run). The effects at 64 px and 12
 classes need not match ImageNet's.
 """
 

@@ -19,5 +19,5 @@ from alexnet_jax.config import base_config
 def get_config():
   config = base_config()
   config.dataset = 'folder'
-  config.data_dir = ''  # required: --config.data_dir=/path/to/folder
+  config.data_dir = None  # required: --config.data_dir=/path/to/folder
   return config

@@ -84,21 +84,25 @@ def test_max_pool_values():
   np.testing.assert_array_equal(got[0], want)
 
 
-def _dropout(x, key, rate=0.5, layer=6, tower=0, ids=None):
+def _dropout(x, key, rate=0.5, layer=6, tower=0, ids=None, form='inverted'):
   ids = jnp.arange(x.shape[0], dtype=jnp.int32) if ids is None else jnp.asarray(ids, jnp.int32)
   return np.asarray(layers.tower_dropout(jnp.asarray(x), key, rate=rate, layer=layer, tower=tower,
-                                         example_ids=ids))
+                                         example_ids=ids, form=form))
 
 
 @pytest.mark.parametrize('rate', [0.5, 0.2, 0.9])
 def test_tower_dropout_keep_fraction_and_scale(rate):
-  """About 1 - rate of the units are kept, each scaled by exactly 1 / (1 - rate); the rest are 0."""
+  """About 1 - rate of the units are kept; the rest are 0. Inverted: kept units scaled by
+  exactly 1 / (1 - rate); the paper's form: the same units, unscaled."""
   x = np.random.default_rng(1).uniform(0.5, 2.0, (32, 2048)).astype(np.float32)
   y = _dropout(x, jax.random.key(0), rate=rate)
   kept = y != 0
   # 65,536 Bernoulli draws: the std of the fraction is below 0.002.
   assert abs(kept.mean() - (1 - rate)) < 0.01
   np.testing.assert_allclose(y[kept], x[kept] / np.float32(1 - rate), rtol=3e-7)
+  # The paper's form keeps the same units unscaled (the network scales at test time).
+  np.testing.assert_array_equal(_dropout(x, jax.random.key(0), rate=rate, form='paper'),
+                                np.where(kept, x, 0))
   # Every example gets its own mask.
   assert len({row.tobytes() for row in kept}) == x.shape[0]
 
@@ -129,7 +133,7 @@ def test_tower_dropout_traced_tower_equals_int_tower():
   traced = jax.jit(lambda t: layers.tower_dropout(x, key, rate=0.5, layer=7, tower=t,
                                                   example_ids=ids))(jnp.int32(1))
   np.testing.assert_array_equal(np.asarray(traced), _dropout(np.ones((4, 256), np.float32), key,
-                                                             layer=7, tower=1))
+                                                             layer=7, tower=1, form='paper'))
 
 
 def test_tower_dropout_masks_differ_across_layers_towers_keys():

@@ -102,7 +102,8 @@ def reference_logits(params: dict, x: np.ndarray, dropout=None) -> np.ndarray:
 
   conv2, conv4 and conv5 read their own tower's maps; conv3, fc6, fc7 and fc8 read both
   towers' (tower 0's first). `dropout(layer, tower, h)` acts on the ReLU outputs of fc6 and
-  fc7 (section 4.2); None: evaluation.
+  fc7 in training (section 4.2); None: evaluation, where "we use all the neurons but
+  multiply their outputs by 0.5".
   """
   towers = (0, 1)
   same = ((1, 1), (1, 1))
@@ -111,7 +112,9 @@ def reference_logits(params: dict, x: np.ndarray, dropout=None) -> np.ndarray:
     return params[name]['kernel'][t], params[name]['bias'][t]
 
   def drop(layer, hs):
-    return hs if dropout is None else [dropout(layer, t, h) for t, h in zip(towers, hs)]
+    if dropout is None:
+      return [h * np.float32(0.5) for h in hs]
+    return [dropout(layer, t, h) for t, h in zip(towers, hs)]
 
   # conv1 on the image, ReLU, then LRN, then pooling (sections 3.3 and 3.4).
   hs = [_pool(_lrn(_relu(_conv(x, *kb('conv1', t), 4, ((0, CONV1_PAD), (0, CONV1_PAD))))))
@@ -191,7 +194,7 @@ def test_train_mode_drops_fc6_and_fc7_of_both_towers(net, monkeypatch):
     kept = out != 0
     live = h > 0
     assert 0.3 < kept[live].mean() < 0.7, (layer, tower, kept[live].mean())
-    return np.where(kept, h / 0.5, 0.0).astype(np.float32)  # inverted dropout, rate 0.5
+    return np.where(kept, h, 0.0).astype(np.float32)  # the paper's form: kept units unscaled
 
   assert_close(got, reference_logits(params, x, dropout))
   assert np.max(np.abs(got - reference_logits(params, x))) > 1e-2 * np.max(np.abs(got))

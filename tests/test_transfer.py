@@ -9,6 +9,7 @@ import pytest
 
 from alexnet_jax import checkpoint
 from alexnet_jax import config as config_lib
+from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
@@ -121,3 +122,24 @@ def test_bad_init_from_fails_before_anything_is_written(tmp_path):
     with pytest.raises(errors.CheckpointError, match=message):
       train.train_and_evaluate(config, str(workdir))
     assert not os.listdir(workdir)
+
+
+def test_shapes_class_subset_relabels_in_the_given_order(tmp_path):
+  """input.shapes.classes=(8, 2): the examples of classes 8 and 2 only, labelled 0 and 1, the
+  images in their original order, and their own statistics folder; a bad subset is refused."""
+  config = _config()
+  config.input.shapes.train_examples, config.input.shapes.eval_examples = 36, 12
+  full = data.get_dataset_info('shapes', str(tmp_path), config.input)
+  config.input.shapes.classes = (8, 2)
+  subset = data.get_dataset_info('shapes', str(tmp_path), config.input)
+  assert subset.class_names == (full.class_names[8], full.class_names[2])
+  for split_full, split_subset in ((full.source.train, subset.source.train),
+                                   (full.source.eval, subset.source.eval)):
+    rows = [i for i, label in enumerate(split_full.labels) if label in (8, 2)]
+    np.testing.assert_array_equal(split_subset.labels,
+                                  [0 if split_full.labels[i] == 8 else 1 for i in rows])
+    assert split_subset.payload == [split_full.payload[i] for i in rows]
+  assert subset.location != full.location
+  config.input.shapes.classes = (3, 3)
+  with pytest.raises(errors.ConfigError, match='shapes.classes'):
+    data.check_input_config('shapes', config.input)
