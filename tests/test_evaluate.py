@@ -16,29 +16,19 @@ import sys
 import jax
 import numpy as np
 import pytest
-from test_train import small_config
 
 from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import inference
 from alexnet_jax import parallel
 from alexnet_jax import steps
-from alexnet_jax import train
 from alexnet_jax import trained
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY = {'num_train_steps': 4, 'checkpoint_every_steps': 4, 'eval_every_steps': 4,
-        'ten_crop_eval': True, 'eval_batch_size': 16, 'model.conv_features': (16, 32, 32, 32, 32),
-        'model.fc_features': 64}
-
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-  """A tiny trained run: 4 steps, final evaluation with the center crop and ten crops."""
-  root = tmp_path_factory.mktemp('evaluate')
-  workdir = str(root / 'run')
-  train.train_and_evaluate(small_config(str(root / 'tfds'), **TINY), workdir)
-  return trained.open_run(workdir)
+def run(tiny_run):
+  return tiny_run
 
 
 @pytest.fixture(scope='module')

@@ -16,13 +16,11 @@ full two-tower structure and dropout; the global batch is 16.
 """
 
 import collections
-import errno
 import json
 import math
 import os
 from pathlib import Path
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ import hlo
 import jax
 import numpy as np
 import optax
+import ports
 import pytest
 
 from alexnet_jax import parallel
@@ -43,8 +42,6 @@ CHECKS_TIMEOUT_S = 420    # a hang fails the test instead of blocking it
 MEMBERS_TIMEOUT_S = 300
 # What a member prints when the coordinator cannot bind its port (the first with gRPC's
 # error log shown, the second with TF_CPP_MIN_LOG_LEVEL=3).
-PORT_IN_USE = ('Failed to add port to server', 'Failed to start RPC server')
-PORT_ATTEMPTS = 3
 TOL = 1e-5                # relative, float32 with matmul precision 'highest'
 MESHES = ('(1, 1)', '(1, 2)', '(4, 2)', '(8, 1)')
 
@@ -61,38 +58,6 @@ def _env() -> dict:
   return env
 
 
-def _free_port() -> int:
-  """A port no socket is bound to now, on every interface (the coordinator binds [::]:PORT).
-
-  Another program can take it before the coordinator binds it; `_run_members` then starts
-  again on a new port.
-  """
-  try:
-    s = socket.socket(socket.AF_INET6)
-    s.bind(('::', 0))
-  except OSError:  # no IPv6
-    s = socket.socket(socket.AF_INET)
-    s.bind(('', 0))
-  with s:
-    return s.getsockname()[1]
-
-
-def _port_taken(port: int) -> bool:
-  """Whether some other socket holds `port` now (to call after our processes ended).
-
-  Tells a coordinator that could not bind its port from other failures, whatever was
-  printed (with TF_CPP_MIN_LOG_LEVEL=3 the coordinator may just crash).
-  """
-  for family, host in ((socket.AF_INET6, '::'), (socket.AF_INET, '')):
-    try:
-      with socket.socket(family) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
-        s.bind((host, port))
-      return False
-    except OSError as e:
-      if e.errno == errno.EADDRINUSE:
-        return True
-  return False
 
 
 def _start(log: Path, *args) -> subprocess.Popen:
@@ -121,11 +86,11 @@ def _finish(proc: subprocess.Popen, log: Path, deadline: float, what: str) -> No
 def _run_members(mp_dir: Path) -> None:
   """The two-process run, coordinator on 127.0.0.1, results in mp_dir.
 
-  When the coordinator could not bind its port (taken since `_free_port` chose it), both
+  When the coordinator could not bind its port (taken since `ports.free_port` chose it), both
   members start again on a new port.
   """
-  for attempt in range(1, PORT_ATTEMPTS + 1):
-    port = _free_port()
+  for attempt in range(1, ports.PORT_ATTEMPTS + 1):
+    port = ports.free_port()
     outputs = [mp_dir / f'member{i}-attempt{attempt}.log' for i in range(2)]
     procs = [_start(outputs[i], 'member', i, 2, port, mp_dir) for i in range(2)]
     deadline = time.monotonic() + MEMBERS_TIMEOUT_S
@@ -142,8 +107,8 @@ def _run_members(mp_dir: Path) -> None:
           p.wait()
     texts = [o.read_text() for o in outputs]
     failed = any(p.returncode for p in procs)
-    collided = any(m in t for m in PORT_IN_USE for t in texts) or _port_taken(port)
-    if attempt < PORT_ATTEMPTS and failed and collided:
+    collided = any(m in t for m in ports.PORT_IN_USE for t in texts) or ports.port_taken(port)
+    if attempt < ports.PORT_ATTEMPTS and failed and collided:
       continue
     for i in sorted(range(2), key=lambda i: procs[i].returncode == -signal.SIGKILL):
       if procs[i].returncode:

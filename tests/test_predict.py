@@ -9,24 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from test_data_sources import CMYK_JPEG
-from test_train import small_config
 
 from alexnet_jax import errors
 from alexnet_jax import inference
-from alexnet_jax import train
-from alexnet_jax import trained
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY = {'num_train_steps': 4, 'checkpoint_every_steps': 4, 'eval_every_steps': 4,
-        'model.conv_features': (16, 32, 32, 32, 32), 'model.fc_features': 64}
-
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-  root = tmp_path_factory.mktemp('predict')
-  workdir = str(root / 'run')
-  train.train_and_evaluate(small_config(str(root / 'tfds'), **TINY), workdir)
-  return trained.open_run(workdir)
+def run(tiny_run):
+  return tiny_run
 
 
 @pytest.fixture(scope='module')

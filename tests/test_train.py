@@ -4,14 +4,12 @@ Subprocess tests run `python -m alexnet_jax.main` exactly as a user does, so
 signals, exit codes and messages are the real ones.
 """
 
-import errno
 import json
 import os
 import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import ports
 import pytest
 
 from alexnet_jax import checkpoint
@@ -220,45 +219,6 @@ def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   assert max(r['step'] for r in read_metrics(workdir)) == last
 
 
-# What a process prints when jax.distributed's coordinator cannot bind its port (the
-# first with gRPC's error log shown, the second with TF_CPP_MIN_LOG_LEVEL=3).
-PORT_IN_USE = ('Failed to add port to server', 'Failed to start RPC server')
-PORT_ATTEMPTS = 3
-
-
-def free_port():
-  """A port no socket is bound to now, on every interface (the coordinator binds [::]:PORT).
-
-  Another program may still take it before the coordinator does: the caller retries.
-  """
-  try:
-    s = socket.socket(socket.AF_INET6)
-    s.bind(('::', 0))
-  except OSError:  # no IPv6
-    s = socket.socket(socket.AF_INET)
-    s.bind(('', 0))
-  with s:
-    return s.getsockname()[1]
-
-
-def port_taken(port: int) -> bool:
-  """Whether some other socket holds `port` now (to call after our processes ended).
-
-  Tells a coordinator that could not bind its port from other failures, whatever was
-  printed (with TF_CPP_MIN_LOG_LEVEL=3 the coordinator may just crash).
-  """
-  for family, host in ((socket.AF_INET6, '::'), (socket.AF_INET, '')):
-    try:
-      with socket.socket(family) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
-        s.bind((host, port))
-      return False
-    except OSError as e:
-      if e.errno == errno.EADDRINUSE:
-        return True
-  return False
-
-
 def wait_for_all(procs, timeout):
   """Waits until every process has ended, or one failed, or `timeout` seconds passed.
 
@@ -352,8 +312,8 @@ def test_two_processes_one_tower_each_match_one_process(uninterrupted, tmp_path)
   the dataset and its statistics while process 1 waits). Same parameters as
   the single-device run on the same (seeded) data."""
   workdir = str(tmp_path / 'run')
-  for attempt in range(1, PORT_ATTEMPTS + 1):
-    port = free_port()
+  for attempt in range(1, ports.PORT_ATTEMPTS + 1):
+    port = ports.free_port()
     flags = small_flags(str(tmp_path / 'tfds'), **{
         'distributed.enabled': True, 'mesh.model': 2,
         'distributed.coordinator_address': f'127.0.0.1:{port}',
@@ -367,9 +327,9 @@ def test_two_processes_one_tower_each_match_one_process(uninterrupted, tmp_path)
     wait_for_all(procs, timeout=240)
     outputs = [log.read_text() for log in logs]
     failed = any(p.returncode for p in procs)
-    # The coordinator's port was taken since free_port chose it: nothing ran, try another.
-    collided = any(m in out for m in PORT_IN_USE for out in outputs) or port_taken(port)
-    if attempt == PORT_ATTEMPTS or not (failed and collided):
+    # The coordinator's port was taken since ports.free_port chose it: nothing ran, try another.
+    collided = any(m in out for m in ports.PORT_IN_USE for out in outputs) or ports.port_taken(port)
+    if attempt == ports.PORT_ATTEMPTS or not (failed and collided):
       break
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
