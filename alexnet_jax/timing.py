@@ -174,12 +174,12 @@ def eval_step_timer(model: model_lib.AlexNet, batch_size: int, mesh_data: int | 
 def measure(timer: StepTimer, num_steps: int, warmup: int) -> dict:
   """One round: `warmup` untimed steps, then the median of `num_steps`.
 
-  Returns {'compile_s', 'step_s', 'images_per_s', 'flop_per_s', 'peak'
-  (`peak_memory_bytes`)}.
+  Returns {'backend', 'compile_s', 'step_s', 'images_per_s', 'flop_per_s',
+  'peak' (`peak_memory_bytes`)}.
   """
   timer.warm(warmup)
   step_s = timer.run(num_steps)
-  return {'compile_s': timer.compile_s, 'step_s': step_s,
+  return {'backend': jax.default_backend(), 'compile_s': timer.compile_s, 'step_s': step_s,
           'images_per_s': timer.batch_size / step_s, 'flop_per_s': timer.flops_per_step / step_s,
           'peak': peak_memory_bytes()}
 
