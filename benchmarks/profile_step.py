@@ -7,7 +7,10 @@ runs two untimed steps, traces one with `jax.profiler.trace(...,
 create_perfetto_trace=True)`, sums the trace's complete events by op name
 and prints the largest with the HLO each fused op wraps (its result shape,
 convolution/dot/reduce-window, and the JAX op it came from). Thread times of
-the two cores add up, so their sum exceeds the step's wall time.
+the two cores add up. Convolutions on XLA's Eigen path (the library's CPU
+default, `layers.CPU_CONVOLUTION_FLAG`) do not appear as traced ops; run with
+XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution to
+see them (as YNNPACK fusions).
 """
 
 import argparse

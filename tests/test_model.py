@@ -263,7 +263,7 @@ VARIANTS = {
     'classes_10': (dict(num_classes=10), dict(classes=10)),
     'one_tower_999_classes': (dict(towers=1, num_classes=999),
                               dict(towers=1, conv=(48, 128, 192, 192, 256), classes=999)),
-    'bfloat16': (dict(dtype=jnp.bfloat16), {}),
+    'bfloat16': (dict(matmul_precision='bfloat16'), {}),
 }
 
 
@@ -330,8 +330,8 @@ def test_variant_forward(variant, small_base):
 
 
 def test_bfloat16_computes_in_bfloat16():
-  """dtype=bfloat16: float32 parameters, bfloat16 layer outputs, float32 logits."""
-  model = AlexNet(**NARROW, dtype=jnp.bfloat16)
+  """matmul_precision=bfloat16: float32 parameters, bfloat16 layer outputs, float32 logits."""
+  model = AlexNet(**NARROW, matmul_precision='bfloat16')
   logits, variables = abstract_variables(model, batch=2, capture=True)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
   inter = variables['intermediates']
@@ -392,8 +392,9 @@ def test_valid_edge_fields_construct():
 
 
 def test_from_config():
-  """from_config passes the config's fields through (dtype by name) and rejects unknown ones."""
-  cfg = ml_collections.ConfigDict(dict(towers=1, lrn_convention='cuda_convnet', dtype='bfloat16',
+  """from_config passes the config's fields through and rejects unknown ones."""
+  cfg = ml_collections.ConfigDict(dict(towers=1, lrn_convention='cuda_convnet',
+                                       matmul_precision='bfloat16',
                                        conv_features=[48, 128, 192, 192, 256], conv6=True))
   model = model_lib.from_config(cfg, num_classes=10)
   assert (model.towers, model.lrn_convention, model.num_classes, model.conv6) == (
