@@ -37,7 +37,7 @@ flags.mark_flags_as_required(['workdir'])
 
 def main(argv):
   del argv
-  run = inference.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_WORKDIR.value, _STEP.value)
   runs = [run] + [trained.open_run(workdir) for workdir in _ENSEMBLE.value]
   inference.check_ensemble(runs)
   inference.check_writable(inference.evaluation_path(run, _SPLIT.value))

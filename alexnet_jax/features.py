@@ -18,6 +18,7 @@ from absl import logging
 
 from alexnet_jax import cli
 from alexnet_jax import inference
+from alexnet_jax import trained
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The trained (or converted) network.')
 _STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
@@ -36,7 +37,7 @@ flags.mark_flags_as_required(['workdir', 'out'])
 
 def main(argv):
   del argv
-  run = inference.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_WORKDIR.value, _STEP.value)
   paths = inference.write_features(run, _SPLIT.value, _OUT.value, dtype=_DTYPE.value,
                                    shard_size=_SHARD_SIZE.value, batch_size=_BATCH_SIZE.value,
                                    data_dir=_DATA_DIR.value)

@@ -18,7 +18,8 @@ from alexnet_jax import cli
 from alexnet_jax import trained
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run (python -m alexnet_jax.main).')
-_STEP = flags.DEFINE_integer('step', None, 'The checkpoint to use (default: the latest).')
+_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
+                            "'best' (the lowest validation top-1 error).")
 _OUT_DIR = flags.DEFINE_string('out_dir', None, 'Where to write (default: <workdir>/figures).')
 _QUERIES = flags.DEFINE_integer('queries', 8, 'Validation images in the predictions and '
                                 'neighbours figures.')

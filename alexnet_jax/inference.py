@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import checkpoint
 from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import parallel
@@ -389,30 +388,3 @@ def write_features(run: trained.TrainedRun, split: str, out: str, *, dtype: str 
   if buffered or not written:
     flush(buffered)
   return written
-
-
-def open_run(workdir: str, step: str = 'latest') -> trained.TrainedRun:
-  """`trained.open_run` with a command-line step: 'latest', 'best' or a number.
-
-  'best': the kept checkpoint with the lowest validation top-1 error
-  (`checkpoint.best_step`).
-
-  Raises:
-    errors.CheckpointError: not a run, no checkpoint, no checkpoint at that step,
-      no checkpoint saved at an evaluation ('best'), or a step that is not a number.
-  """
-  if step == 'latest':
-    return trained.open_run(workdir)
-  if step == 'best':
-    best = checkpoint.best_step(workdir)
-    if best is None:
-      raise errors.CheckpointError(
-          f'{workdir} has no checkpoint saved at an evaluation, so none is known to be the best; '
-          "give --step=latest or a step number.")
-    return trained.open_run(workdir, best)
-  try:
-    number = int(step)
-  except ValueError:
-    raise errors.CheckpointError(f'--step={step!r} is not a step: give a number, '
-                                 "'latest' or 'best'.") from None
-  return trained.open_run(workdir, number)

@@ -17,6 +17,7 @@ from absl import flags
 from alexnet_jax import cli
 from alexnet_jax import errors
 from alexnet_jax import inference
+from alexnet_jax import trained
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The trained (or converted) network.')
 _STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
@@ -33,7 +34,7 @@ def main(argv):
   if not paths:
     raise errors.ConfigError('Give one or more image files after the flags: '
                              'python -m alexnet_jax.predict --workdir=DIR PHOTO.jpg')
-  run = inference.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_WORKDIR.value, _STEP.value)
   for prediction in inference.predict_files(run, paths, ten_crop=_CROPS.value == '10',
                                             data_dir=_DATA_DIR.value):
     print(prediction.path)

@@ -28,7 +28,8 @@ from alexnet_jax import trained
 RETRIEVAL_DIR = 'retrieval'
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run (python -m alexnet_jax.main).')
-_STEP = flags.DEFINE_integer('step', None, 'The checkpoint to use (default: the latest).')
+_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
+                            "'best' (the lowest validation top-1 error).")
 _BITS = flags.DEFINE_integer('bits', 64, 'Code length in bits (a multiple of 8).')
 _K = flags.DEFINE_integer('k', 10, 'Images retrieved per query.')
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 2000, 'Auto-encoder training steps.')

@@ -103,12 +103,19 @@ def _update(config: ml_collections.ConfigDict, values: dict, path: str, prefix: 
       config[key] = tuple(value) if isinstance(value, list) and key == 'conv_features' else value
 
 
-def open_run(workdir: str, step: int | None = None) -> TrainedRun:
-  """Opens a run read-only at checkpoint `step` (the latest when None).
+def open_run(workdir: str, step: int | str | None = None) -> TrainedRun:
+  """Opens a run read-only at a checkpoint.
+
+  Args:
+    workdir: the run's directory.
+    step: a step number (an int or its digits, as a command line gives it),
+      'latest' or None (the latest checkpoint), or 'best' (the kept checkpoint
+      with the lowest validation top-1 error, `checkpoint.best_step`).
 
   Raises:
-    errors.CheckpointError: no config.json, no checkpoint, or no checkpoint at `step`
-      (the message lists the steps there are).
+    errors.CheckpointError: no config.json, no checkpoint, no checkpoint at `step`
+      (the message lists the steps there are), no evaluated checkpoint for 'best',
+      or a `step` that is none of the above.
   """
   workdir = os.path.abspath(workdir)
   read_config(workdir)  # raises first when the workdir is not a run at all
@@ -116,9 +123,8 @@ def open_run(workdir: str, step: int | None = None) -> TrainedRun:
   if not steps:
     raise errors.CheckpointError(f'{workdir} has no checkpoint yet (checkpoints/ is empty or '
                                  'missing); train first, or give another --workdir.')
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
+  step = _resolve_step(workdir, step, steps)
+  if step not in steps:
     raise errors.CheckpointError(f'{workdir} has no checkpoint at step {step}; it has steps '
                                  f'{", ".join(map(str, steps))}.')
   config = read_config(workdir, step)
@@ -127,6 +133,24 @@ def open_run(workdir: str, step: int | None = None) -> TrainedRun:
   model = model_lib.from_config(config.model, len(class_names),
                                 image_size=config.input.crop_size)
   return TrainedRun(workdir, config, step, params, model, class_names)
+
+
+def _resolve_step(workdir: str, step: int | str | None, steps: list[int]) -> int:
+  """The checkpoint step that `open_run`'s `step` argument names."""
+  if step in (None, 'latest'):
+    return steps[-1]
+  if step == 'best':
+    best = checkpoint.best_step(workdir)
+    if best is None:
+      raise errors.CheckpointError(
+          f'{workdir} has no checkpoint saved at an evaluation, so none is known to be the best; '
+          "give --step=latest or a step number.")
+    return best
+  try:
+    return int(step)
+  except ValueError:
+    raise errors.CheckpointError(f'--step={step!r} is not a step: give a number, '
+                                 "'latest' or 'best'.") from None
 
 
 def _class_names(workdir: str) -> tuple[str, ...]:
