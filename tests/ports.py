@@ -1,7 +1,9 @@
-"""Free ports for the multi-process tests' jax.distributed coordinator, and collision checks."""
+"""For the multi-process tests: free ports for jax.distributed's coordinator, collision
+checks, and waiting for a group of processes."""
 
 import errno
 import socket
+import time
 
 # What a process prints when jax.distributed's coordinator cannot bind its port (the
 # first with gRPC's error log shown, the second with TF_CPP_MIN_LOG_LEVEL=3).
@@ -41,3 +43,20 @@ def port_taken(port: int) -> bool:
         return True
   return False
 
+
+def wait_for_all(procs, timeout):
+  """Waits until every process has ended, or one failed, or `timeout` seconds passed.
+
+  Kills the ones still running then: after a failure their partners would wait in vain.
+  """
+  deadline = time.monotonic() + timeout
+  try:
+    while any(p.poll() is None for p in procs):
+      if any(p.poll() for p in procs) or time.monotonic() > deadline:
+        break
+      time.sleep(0.2)
+  finally:
+    for p in procs:  # only our own children, by handle
+      if p.poll() is None:
+        p.kill()
+        p.wait()

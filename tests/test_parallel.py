@@ -93,18 +93,7 @@ def _run_members(mp_dir: Path) -> None:
     port = ports.free_port()
     outputs = [mp_dir / f'member{i}-attempt{attempt}.log' for i in range(2)]
     procs = [_start(outputs[i], 'member', i, 2, port, mp_dir) for i in range(2)]
-    deadline = time.monotonic() + MEMBERS_TIMEOUT_S
-    try:
-      # Until both end, one fails (its partner would wait for it in vain) or time runs out.
-      while any(p.poll() is None for p in procs):
-        if any(p.poll() for p in procs) or time.monotonic() > deadline:
-          break
-        time.sleep(0.2)
-    finally:
-      for p in procs:  # only our own children, by handle
-        if p.poll() is None:
-          p.kill()
-          p.wait()
+    ports.wait_for_all(procs, MEMBERS_TIMEOUT_S)
     texts = [o.read_text() for o in outputs]
     failed = any(p.returncode for p in procs)
     collided = any(m in t for m in ports.PORT_IN_USE for t in texts) or ports.port_taken(port)

@@ -219,24 +219,6 @@ def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   assert max(r['step'] for r in read_metrics(workdir)) == last
 
 
-def wait_for_all(procs, timeout):
-  """Waits until every process has ended, or one failed, or `timeout` seconds passed.
-
-  Kills the ones still running then: after a failure their partners would wait in vain.
-  """
-  deadline = time.monotonic() + timeout
-  try:
-    while any(p.poll() is None for p in procs):
-      if any(p.poll() for p in procs) or time.monotonic() > deadline:
-        break
-      time.sleep(0.2)
-  finally:
-    for p in procs:  # only our own children, by handle
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-
-
 def _snapshot(workdir):
   return {str(p): (p.stat().st_size, p.stat().st_mtime_ns)
           for p in pathlib.Path(workdir).rglob('*')}
@@ -324,7 +306,7 @@ def test_two_processes_one_tower_each_match_one_process(uninterrupted, tmp_path)
       with open(log, 'w') as f:  # a file, not a pipe left undrained while waiting for the other
         procs.append(run_main(workdir, flags + [f'--config.distributed.process_id={i}'],
                               wait=False, output=f))
-    wait_for_all(procs, timeout=240)
+    ports.wait_for_all(procs, timeout=240)
     outputs = [log.read_text() for log in logs]
     failed = any(p.returncode for p in procs)
     # The coordinator's port was taken since ports.free_port chose it: nothing ran, try another.
