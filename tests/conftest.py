@@ -3,6 +3,7 @@
 import pytest
 from test_train import small_config
 
+from alexnet_jax import data
 from alexnet_jax import train
 from alexnet_jax import trained
 
@@ -10,6 +11,15 @@ from alexnet_jax import trained
 TINY = {'num_train_steps': 4, 'checkpoint_every_steps': 4, 'eval_every_steps': 4,
         'ten_crop_eval': True, 'eval_batch_size': 16, 'model.conv_features': (16, 32, 32, 32, 32),
         'model.fc_features': 64}
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory) -> str:
+  """The small embedded dataset of `small_config`, generated once per test session."""
+  path = str(tmp_path_factory.mktemp('tfds'))
+  config = small_config(path)
+  data.get_dataset_info(config.dataset, config.data_dir, config.input)
+  return path
 
 
 @pytest.fixture(scope='session')

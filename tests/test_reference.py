@@ -16,7 +16,6 @@ from test_train import final_params  # the training tests' demo-config helpers
 from test_train import read_metrics
 from test_train import small_config
 
-from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import layers
 from alexnet_jax import parallel
@@ -276,15 +275,6 @@ def test_evaluate_adds_every_batch():
 
 # ---------------------------------------------------------------------------
 # The training loop (tiny network on the embedded dataset).
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """The small embedded dataset, generated once for the module."""
-  path = str(tmp_path_factory.mktemp('tfds'))
-  config = small_config(path)
-  data.get_dataset_info(config.dataset, config.data_dir, config.input)
-  return path
-
 
 def test_consecutive_steps_use_different_dropout_masks(data_dir, tmp_path, monkeypatch):
   """Two steps of the training loop drop different units of fc6 and fc7.

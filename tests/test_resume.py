@@ -12,19 +12,10 @@ from test_train import _snapshot
 from test_train import read_metrics
 from test_train import small_config
 
-from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import train
 
 FIRST_STEPS = 6
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('tfds'))
-  config = small_config(path)
-  data.get_dataset_info(config.dataset, config.data_dir, config.input)
-  return path
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,6 @@ import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 import numpy as np
-import pytest
 from test_train import final_params
 from test_train import run_main
 from test_train import small_config
@@ -18,18 +17,9 @@ from test_train import small_flags
 from test_train import wait_for_checkpoint
 
 from alexnet_jax import checkpoint
-from alexnet_jax import data
 from alexnet_jax import main as main_program
 from alexnet_jax import optim
 from alexnet_jax import train
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('tfds'))
-  config = small_config(path)
-  data.get_dataset_info(config.dataset, config.data_dir, config.input)
-  return path
 
 
 def _two_processes(workdir, data_dir, **overrides):

@@ -22,7 +22,6 @@ import pytest
 
 from alexnet_jax import checkpoint
 from alexnet_jax import config as config_lib
-from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import train
 
@@ -56,15 +55,6 @@ def small_config(data_dir, **overrides):
       node = node[p]
     node[leaf] = value
   return config
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """The small embedded dataset, generated once for the module."""
-  path = str(tmp_path_factory.mktemp('tfds'))
-  config = small_config(path)
-  data.get_dataset_info(config.dataset, config.data_dir, config.input)
-  return path
 
 
 def run_main(workdir, flags, wait=True, timeout=300, output=None):
