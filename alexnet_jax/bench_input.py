@@ -95,12 +95,14 @@ def _rate(info: data.DatasetInfo, input_config: ml_collections.ConfigDict, batch
           seed: int, steps: int) -> float:
   """Training images/s of the pipeline, over `steps` batches after 3 untimed ones."""
   it = data.train_iterator(info, input_config, batch_size=batch_size, seed=seed)
-  for _ in range(3):  # warm up (autotune, thread start)
+  for _ in range(3):  # warm up (thread start, the prefetch buffer)
     next(it)
   start = time.perf_counter()
   for _ in range(steps):
     next(it)
-  return steps * batch_size / (time.perf_counter() - start)
+  seconds = time.perf_counter() - start
+  it.close()
+  return steps * batch_size / seconds
 
 
 def measure(name: str, split: sources.Split, steps: int, batch_size: int) -> None:

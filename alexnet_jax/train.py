@@ -40,6 +40,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from alexnet_jax import checkpoint
 from alexnet_jax import config as config_lib
@@ -106,21 +107,26 @@ class Schedule:
     return self._due(step, self.checkpoint_every)
 
 
-# With several processes, how often (in steps, besides every log, evaluation
-# and checkpoint step) they agree on whether a signal stops the run: a small
-# collective that waits for the step before it.
-STOP_AGREEMENT_EVERY_STEPS = 10
-
-
 class _StopRequest(contextlib.AbstractContextManager):
-  """Turns SIGTERM and SIGINT into a flag the loop reads after each step."""
+  """What stops the run early: SIGTERM or SIGINT, read by the loop after each step.
 
-  def __init__(self):
-    self.signal = None
+  One process: a Python handler of both signals sets `signal`. Several
+  processes: they must stop at the same step, so SIGTERM stays with JAX's
+  preemption service (which `jax.distributed.initialize` attaches to it): the
+  notice reaches every process, and orbax's `reached_preemption(step)` is true
+  at the same step in all of them. SIGINT is turned into a SIGTERM to this
+  process so that it takes the same path.
+  """
+
+  def __init__(self, manager: ocp.CheckpointManager):
+    self.signal = None  # the signal this process received, by name
+    self._manager = manager
+    self._several = jax.process_count() > 1
     self._previous = {}
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGINT,) if self._several else (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # not the main thread (some notebook kernels): leave as is
@@ -130,16 +136,20 @@ class _StopRequest(contextlib.AbstractContextManager):
   def _handle(self, signum, frame):
     del frame
     self.signal = signal.Signals(signum).name
+    if self._several:
+      os.kill(os.getpid(), signal.SIGTERM)
 
-  def agreed(self) -> str | None:
-    """The signal that stops every process now, or None.
+  def stopped_by(self, step: int) -> str | None:
+    """The signal that stops the run at `step` (the same in every process), or None.
 
-    All processes call this at the same steps (a collective): a signal any of
-    them received stops them all at that step, so they save the same one.
+    With several processes, call it at every step: the preemption service
+    agrees on the step after the one at which the last process saw the notice.
     """
-    received = signal.Signals[self.signal].value if self.signal else 0
-    codes = np.asarray(multihost_utils.process_allgather(np.int32(received))).ravel()
-    return signal.Signals(int(codes[codes > 0][0])).name if codes.any() else None
+    if not self._several:
+      return self.signal
+    if self._manager.reached_preemption(step):
+      return self.signal or 'SIGTERM'
+    return None
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -410,7 +420,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   stopped_by = None  # the signal that stopped the run, agreed by all processes
   try:
-    with _StopRequest() as stop:
+    with _StopRequest(manager) as stop:
       while state.step < schedule.total_steps and stopped_by is None:
         batch = parallel.shard_batch(next(batches), mesh)
         params, opt_state, m = train_step(state.params, state.opt_state, batch,
@@ -430,10 +440,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             apply_plateau(result['eval_top1_error'])
         if at_ckpt or at_eval:  # every evaluation's state may be the best one
           save(result if at_eval else None)
-        if jax.process_count() == 1:
-          stopped_by = stop.signal
-        elif at_log or at_eval or at_ckpt or state.step % STOP_AGREEMENT_EVERY_STEPS == 0:
-          stopped_by = stop.agreed()
+        stopped_by = stop.stopped_by(state.step)
       collect()
       interrupted = stopped_by is not None
       if interrupted:
@@ -441,10 +448,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           save()
         logging.info('Received %s%s: saved the checkpoint at step %d and stopped. Run the same '
                      'command again to resume.', stopped_by,
-                     '' if stop.signal else ' (in another process)', state.step)
+                     '' if stop.signal else ' (a preemption notice to this or another process)',
+                     state.step)
     if not interrupted and config.ten_crop_eval:
       result.update(run_eval(ten_crop=True))
   finally:  # a save in flight completes even when the run stops on an error
+    batches.close()  # stops the input pipeline's threads now, not at interpreter exit
     manager.wait_until_finished()
     manager.close()
     writer.close()

@@ -1,8 +1,10 @@
 """Input pipeline on a tiny embedded dataset, against NumPy references."""
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -264,6 +266,25 @@ def test_eval_center_crop_matches_numpy(tiny):
   m = (S - C) // 2
   ref = (images[:12] - info.stats.mean_image)[:, m:m + C, m:m + C]
   np.testing.assert_allclose(batch['image'], ref, atol=1e-4)
+
+
+def test_closed_or_exhausted_streams_release_their_tf_data_iterator(tiny):
+  """Without waiting for the cycle collector, which may only run at interpreter exit."""
+  config, info = tiny
+  gc.disable()
+  try:
+    stream = train(config, info)
+    next(stream)
+    owned = weakref.ref(stream.gi_yieldfrom._iterator)  # NumpyIterator -> OwnedIterator
+    stream.close()
+    assert owned() is None
+    stream = evaluate(config, info)
+    next(stream)
+    owned = weakref.ref(stream.gi_yieldfrom._iterator)
+    assert sum(1 for _ in stream) == -(-N_VAL // config.batch_size) - 1
+    assert owned() is None
+  finally:
+    gc.enable()
 
 
 def test_data_imports_nothing_of_alexnet_jax_but_errors():

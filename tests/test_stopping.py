@@ -43,21 +43,22 @@ def _finish(procs, timeout=240):
 
 def test_two_processes_signalled_at_different_steps_save_one_step_and_resume_exactly(
     data_dir, tmp_path):
-  """SIGTERM to process 0, then a second later to process 1: both stop at the same
-  step, save it, exit 3; resumed, they end with the parameters of a run that never
-  stopped (one process, one device, same seeded data)."""
+  """SIGINT to process 0, then a second later SIGTERM to process 1: both stop at
+  the same step (JAX's preemption service), save it, exit 3; resumed, they end
+  with the parameters of a run that never stopped (one process, one device,
+  same seeded data)."""
   workdir = str(tmp_path / 'run')
   procs = _two_processes(workdir, data_dir, num_train_steps=100000)
   wait_for_checkpoint(workdir, 3, procs[0])
-  procs[0].send_signal(signal.SIGTERM)
+  procs[0].send_signal(signal.SIGINT)
   time.sleep(1.0)
   if procs[1].poll() is None:
     procs[1].send_signal(signal.SIGTERM)
   outputs = _finish(procs)
   stopped = []
-  for p, out in zip(procs, outputs):
+  for p, out, name in zip(procs, outputs, ('SIGINT', 'SIGTERM')):
     assert p.returncode == main_program.STOPPED_STATUS, out[-3000:]
-    stopped.append(int(re.search(r'Stopped at step (\d+) by SIGTERM', out).group(1)))
+    stopped.append(int(re.search(rf'Stopped at step (\d+) by {name}', out).group(1)))
   assert stopped[0] == stopped[1] == checkpoint.all_steps(workdir)[-1]
   stop_step = stopped[0]
 

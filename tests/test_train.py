@@ -4,6 +4,7 @@ Subprocess tests run `python -m alexnet_jax.main` exactly as a user does, so
 signals, exit codes and messages are the real ones.
 """
 
+import gc
 import json
 import os
 import pathlib
@@ -98,13 +99,23 @@ def wait_for_checkpoint(workdir, step, proc, timeout=240):
 def uninterrupted(data_dir, tmp_path_factory):
   """One complete run of STEPS steps, shared by the tests that compare against it."""
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
-  result = train.train_and_evaluate(small_config(data_dir, ten_crop_eval=True), workdir)
+  gc.collect()
+  gc.disable()  # what the run leaves running must not depend on when the collector runs
+  try:
+    result = train.train_and_evaluate(small_config(data_dir, ten_crop_eval=True), workdir)
+    result['live_tf_data_iterators'] = sum(
+        type(o).__name__ == 'OwnedIterator' for o in gc.get_objects())
+  finally:
+    gc.enable()
   return workdir, result
 
 
 def test_run_writes_metrics_checkpoints_tensorboard(uninterrupted):
   workdir, result = uninterrupted
   assert result['step'] == STEPS and not result['interrupted']
+  # The input pipelines stopped when the run returned (their threads would
+  # otherwise hold the interpreter's exit for seconds).
+  assert result['live_tf_data_iterators'] == 0
   rows = read_metrics(workdir)
   train_rows = [r for r in rows if 'train_loss' in r]
   eval_rows = [r for r in rows if 'eval_top1_error' in r]

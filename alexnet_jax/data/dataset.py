@@ -155,10 +155,24 @@ def get_dataset_info(dataset: str, data_dir: str, input_config: ml_collections.C
       stats=stats, name=source.name, image_size=s, location=source.location, source=source)
 
 
+def _numpy_batches(dataset: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
+  """The dataset's elements as NumPy arrays.
+
+  The tf.data iterator (and the threads it runs) ends when this generator is
+  exhausted or closed, not when Python's cycle collector reaches it: a caller's
+  frame kept alive by a reference cycle (matplotlib's mathtext parser leaves
+  some) would otherwise keep it running until the interpreter exits, whose
+  teardown then waits seconds for tf.data's threads.
+  """
+  yield from dataset.as_numpy_iterator()
+
+
 def train_iterator(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
                    batch_size: int, seed: int, start_step: int = 0, process_index: int = 0,
                    process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """The infinite stream of training batches, from batch `start_step` on.
+
+  A generator: `close()` it when done to stop the pipeline's threads at once.
 
   Batch s is a pure function of (seed, s): {'image': float32 (B/P, C, C, 3),
   'label': int32 (B/P,)}, this process's rows of the global batch B (P =
@@ -173,9 +187,9 @@ def train_iterator(info: sources.DatasetInfo, input_config: ml_collections.Confi
     start_step: the first batch s (resuming at a step yields what the run had from there).
     process_index, process_count: this process and how many there are.
   """
-  return pipeline.train_dataset(
+  return _numpy_batches(pipeline.train_dataset(
       info, input_config, batch_size=batch_size, seed=seed, start_step=start_step,
-      process_index=process_index, process_count=process_count).as_numpy_iterator()
+      process_index=process_index, process_count=process_count))
 
 
 def eval_iterator(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
@@ -201,9 +215,9 @@ def eval_iterator(info: sources.DatasetInfo, input_config: ml_collections.Config
   Raises:
     errors.DataError: `split` is not one of `SPLITS`, or input.mean_file cannot be used.
   """
-  return pipeline.eval_dataset(
+  return _numpy_batches(pipeline.eval_dataset(
       info, input_config, batch_size=batch_size, ten_crop=ten_crop, process_index=process_index,
-      process_count=process_count, split=split).as_numpy_iterator()
+      process_count=process_count, split=split))
 
 
 def image_views(path: str, mean: np.ndarray, input_config: ml_collections.ConfigDict, *,
