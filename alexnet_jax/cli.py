@@ -8,6 +8,7 @@ then prints one paragraph to stderr and exits with status 1, no traceback.
 """
 
 from collections.abc import Callable
+import dataclasses
 import logging as std_logging
 import os
 import sys
@@ -23,12 +24,36 @@ from ml_collections import config_flags  # noqa: E402
 from alexnet_jax import config as config_lib  # noqa: E402
 from alexnet_jax import errors  # noqa: E402
 
+# The flags defined below belong to the program that asks for them (its --helpshort lists them).
+flags.disclaim_key_flags()
+
 
 def define_config_flag() -> None:
   """--config=PATH or NAME (a packaged experiment), with --config.<field>=value overrides."""
   config_flags.DEFINE_config_file(
       'config', None, 'An experiment config: a file (experiments/paper.py) or a packaged name '
       f'({", ".join(config_lib.experiment_names())}).', lock_config=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFlags:
+  """The flags of a program that reads a trained run (evaluate, predict, features, ...)."""
+  workdir: flags.FlagHolder
+  step: flags.FlagHolder
+  data_dir: flags.FlagHolder
+  batch_size: flags.FlagHolder | None
+
+
+def define_run_flags(workdir_help: str, *, batch_size: bool = True) -> RunFlags:
+  """--workdir (required), --step, --data_dir and, with `batch_size`, --batch_size."""
+  workdir = flags.DEFINE_string('workdir', None, workdir_help, required=True)
+  step = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
+                             "'best' (the lowest validation top-1 error).")
+  data_dir = flags.DEFINE_string('data_dir', None, "Where the run's dataset is (default: the "
+                                 "run's config.data_dir).")
+  size = flags.DEFINE_integer('batch_size', None, "Images per step (default: the run's "
+                              'eval_batch_size or batch_size).') if batch_size else None
+  return RunFlags(workdir, step, data_dir, size)
 
 
 def fail(message: str) -> None:

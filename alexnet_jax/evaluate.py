@@ -20,33 +20,26 @@ from alexnet_jax import cli
 from alexnet_jax import inference
 from alexnet_jax import trained
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'The run to evaluate.')
-_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
-                            "'best' (the lowest validation top-1 error).")
+_RUN = cli.define_run_flags('The run to evaluate.')
 _CROPS = flags.DEFINE_enum('crops', 'both', ['1', '10', 'both'],
                            'The center crop (1), the ten views of section 4.1 (10), or both.')
 _SPLIT = flags.DEFINE_string('split', 'validation', "The split: 'validation' or 'train'.")
 _ENSEMBLE = flags.DEFINE_list('ensemble', [], 'Other runs (workdirs, their latest checkpoint) '
                               'whose softmax outputs are averaged with this one\'s.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, "Where the run's dataset is (default: the run's "
-                                'config.data_dir).')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, "Images per step (default: the run's "
-                                   'eval_batch_size or batch_size).')
-flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
   del argv
-  run = trained.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
   runs = [run] + [trained.open_run(workdir) for workdir in _ENSEMBLE.value]
   inference.check_ensemble(runs)
   inference.check_writable(inference.evaluation_path(run, _SPLIT.value))
-  info = inference.dataset_info(run, _DATA_DIR.value)
+  info = inference.dataset_info(run, _RUN.data_dir.value)
   views = {'1': [False], '10': [True], 'both': [False, True]}[_CROPS.value]
   rows = {}
   for ten_crop in views:
     result = inference.evaluate(runs, _SPLIT.value, ten_crop=ten_crop,
-                                batch_size=_BATCH_SIZE.value, info=info)
+                                batch_size=_RUN.batch_size.value, info=info)
     view = 'ten_crop' if ten_crop else 'center'
     rows[view] = result['model']
     if 'ensemble' in result:

@@ -20,27 +20,21 @@ from alexnet_jax import cli
 from alexnet_jax import inference
 from alexnet_jax import trained
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'The trained (or converted) network.')
-_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
-                            "'best' (the lowest validation top-1 error).")
+_RUN = cli.define_run_flags('The trained (or converted) network.')
 _SPLIT = flags.DEFINE_string('split', 'validation', "The split: 'validation' or 'train'.")
 _OUT = flags.DEFINE_string('out', None, 'FILE.npz: the shards are FILE-00000-of-000NN.npz, ...')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'float16'],
                            'The type of fc7 and logits in the files.')
 _SHARD_SIZE = flags.DEFINE_integer('shard_size', 100_000, 'Examples per shard.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, "Where the run's dataset is (default: the run's "
-                                'config.data_dir).')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, "Images per step (default: the run's "
-                                   'eval_batch_size or batch_size).')
-flags.mark_flags_as_required(['workdir', 'out'])
+flags.mark_flags_as_required(['out'])
 
 
 def main(argv):
   del argv
-  run = trained.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
   paths = inference.write_features(run, _SPLIT.value, _OUT.value, dtype=_DTYPE.value,
-                                   shard_size=_SHARD_SIZE.value, batch_size=_BATCH_SIZE.value,
-                                   data_dir=_DATA_DIR.value)
+                                   shard_size=_SHARD_SIZE.value, batch_size=_RUN.batch_size.value,
+                                   data_dir=_RUN.data_dir.value)
   logging.info('Wrote %d shard(s): %s', len(paths), ', '.join(paths))
 
 

@@ -17,26 +17,19 @@ from alexnet_jax import analysis
 from alexnet_jax import cli
 from alexnet_jax import trained
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A training run (python -m alexnet_jax.main).')
-_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
-                            "'best' (the lowest validation top-1 error).")
+_RUN = cli.define_run_flags('A training run (python -m alexnet_jax.main).')
 _OUT_DIR = flags.DEFINE_string('out_dir', None, 'Where to write (default: <workdir>/figures).')
 _QUERIES = flags.DEFINE_integer('queries', 8, 'Validation images in the predictions and '
                                 'neighbours figures.')
 _NEIGHBOURS = flags.DEFINE_integer('neighbours', 6, 'Training images shown per query.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Images per step (default: the run\'s '
-                                   'eval_batch_size or batch_size).')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where the dataset is (default: the run\'s '
-                                'config.data_dir).')
-flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
   del argv
-  run = trained.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
   result = analysis.write_figures(run, _OUT_DIR.value, queries=_QUERIES.value,
                                   neighbour_count=_NEIGHBOURS.value,
-                                  batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value)
+                                  batch_size=_RUN.batch_size.value, data_dir=_RUN.data_dir.value)
   print(f'conv1 colour specificity at step {run.step} (0: grey kernels, 0.82: random or '
         'one-channel, 1: pure colour):')
   for tower, values in enumerate(result['kernels']['towers']):

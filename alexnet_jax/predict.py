@@ -19,14 +19,9 @@ from alexnet_jax import errors
 from alexnet_jax import inference
 from alexnet_jax import trained
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'The trained (or converted) network.')
-_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
-                            "'best' (the lowest validation top-1 error).")
+_RUN = cli.define_run_flags('The trained (or converted) network.', batch_size=False)
 _CROPS = flags.DEFINE_enum('crops', '1', ['1', '10'],
                            'The center crop (1) or the ten views of section 4.1 (10).')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, "Where the run's dataset (its mean image) is "
-                                "(default: the run's config.data_dir).")
-flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
@@ -34,9 +29,9 @@ def main(argv):
   if not paths:
     raise errors.ConfigError('Give one or more image files after the flags: '
                              'python -m alexnet_jax.predict --workdir=DIR PHOTO.jpg')
-  run = trained.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
   for prediction in inference.predict_files(run, paths, ten_crop=_CROPS.value == '10',
-                                            data_dir=_DATA_DIR.value):
+                                            data_dir=_RUN.data_dir.value):
     print(prediction.path)
     for label, name, p in zip(prediction.labels, prediction.names, prediction.probabilities):
       print(f'  {p:7.2%}  {name} ({label})')

@@ -27,9 +27,7 @@ from alexnet_jax import trained
 
 RETRIEVAL_DIR = 'retrieval'
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A training run (python -m alexnet_jax.main).')
-_STEP = flags.DEFINE_string('step', 'latest', "The checkpoint: a step number, 'latest' or "
-                            "'best' (the lowest validation top-1 error).")
+_RUN = cli.define_run_flags('A training run (python -m alexnet_jax.main).')
 _BITS = flags.DEFINE_integer('bits', 64, 'Code length in bits (a multiple of 8).')
 _K = flags.DEFINE_integer('k', 10, 'Images retrieved per query.')
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 2000, 'Auto-encoder training steps.')
@@ -39,11 +37,7 @@ _MAX_QUERIES = flags.DEFINE_integer('max_queries', None,
                                     'Use only the first N validation images (default: all).')
 _SEARCH_BATCH = flags.DEFINE_integer('search_batch_size', 4096,
                                      'Candidates per step of the searches.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Images per step of the feature passes.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where the dataset is (default: the run\'s '
-                                'config.data_dir).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the auto-encoder.')
-flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
@@ -52,14 +46,14 @@ def main(argv):
     raise errors.ConfigError(f'--bits must be a positive multiple of 8, got {_BITS.value}.')
   if _K.value < 1 or _SEARCH_BATCH.value < 1 or _TRAIN_STEPS.value < 1:
     raise errors.ConfigError('--k, --search_batch_size and --train_steps must be positive.')
-  run = trained.open_run(_WORKDIR.value, _STEP.value)
+  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
   out_dir = os.path.join(run.workdir, RETRIEVAL_DIR)
   analysis.check_out_dir(out_dir)
   report = analysis.retrieval_report(
       run, _BITS.value, k=_K.value, train_steps=_TRAIN_STEPS.value,
       max_train_examples=_MAX_TRAIN.value, max_queries=_MAX_QUERIES.value,
-      search_batch_size=_SEARCH_BATCH.value, batch_size=_BATCH_SIZE.value,
-      data_dir=_DATA_DIR.value, seed=_SEED.value)
+      search_batch_size=_SEARCH_BATCH.value, batch_size=_RUN.batch_size.value,
+      data_dir=_RUN.data_dir.value, seed=_SEED.value)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, f'bits{_BITS.value}.json')
   with open(path + '.tmp', 'w') as f:
