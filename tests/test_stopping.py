@@ -6,9 +6,6 @@ import signal
 import socket
 import time
 
-import jax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec
 import numpy as np
 from test_train import final_params
 from test_train import run_main
@@ -18,8 +15,9 @@ from test_train import wait_for_checkpoint
 
 from alexnet_jax import checkpoint
 from alexnet_jax import main as main_program
-from alexnet_jax import optim
+from alexnet_jax import steps
 from alexnet_jax import train
+from alexnet_jax import trained
 
 
 def _two_processes(workdir, data_dir, **overrides):
@@ -75,28 +73,26 @@ def test_two_processes_signalled_at_different_steps_save_one_step_and_resume_exa
                                err_msg=name)
 
 
-def test_best_checkpoint_is_kept_when_the_error_goes_back_up(tmp_path):
-  """Saves as the training loop makes them (every step here, an evaluation at
-  every other one) with errors that go down and up; keep_checkpoints=2."""
-  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
-  def state(step):
-    params = jax.device_put({'w': np.full((2, 3), step, np.float32)},
-                            NamedSharding(mesh, PartitionSpec()))
-    return train.TrainState(step=step, params=params, opt_state={'v': params['w'] * 0},
-                            plateau=optim.PlateauState())
-  errors = {2: 0.6, 4: 0.3, 6: 0.45, 8: 0.3, 10: 0.7}  # ties go to the later step
-  manager = checkpoint.make_manager(str(tmp_path), keep=2)
-  for step in range(1, 12):
-    evaluation = {checkpoint.BEST_METRIC: errors[step]} if step in errors else None
-    checkpoint.save(manager, state(step), evaluation)
-  manager.wait_until_finished()
-  manager.close()
+def test_best_checkpoint_is_kept_when_the_error_goes_back_up(data_dir, tmp_path, monkeypatch):
+  """A real run that evaluates after every step, with keep_checkpoints=2, whose
+  validation errors are scripted to go down and up (ties go to the later step)."""
+  errors = {1: 0.6, 2: 0.3, 3: 0.45, 4: 0.3, 5: 0.7, 6: 0.5}
+  measured = steps.evaluate
+  scripted_errors = iter(errors[step] for step in sorted(errors))
+
+  def scripted(*args):
+    return {**measured(*args), 'top1_error': next(scripted_errors)}
+
+  monkeypatch.setattr(steps, 'evaluate', scripted)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(small_config(data_dir, num_train_steps=6, eval_every_steps=1,
+                                        checkpoint_every_steps=6, keep_checkpoints=2), workdir)
   lowest = min(errors.values())
   best = max(step for step, error in errors.items() if error == lowest)
-  assert best == 8
-  assert checkpoint.best_step(str(tmp_path)) == best
-  assert checkpoint.all_steps(str(tmp_path)) == [best, 10, 11]
-  assert checkpoint.load_params(str(tmp_path), best)[1]['w'][0, 0] == best
+  assert best == 4
+  assert checkpoint.best_step(workdir) == best
+  assert checkpoint.all_steps(workdir) == [best, 5, 6]
+  assert trained.open_run(workdir, 'best').step == best
 
 
 def test_best_step_is_none_without_checkpoints(tmp_path):
