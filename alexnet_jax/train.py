@@ -143,7 +143,8 @@ class _StopRequest(contextlib.AbstractContextManager):
     """The signal that stops the run at `step` (the same in every process), or None.
 
     With several processes, call it at every step: the preemption service
-    agrees on the step after the one at which the last process saw the notice.
+    picks the step one past the furthest any process had reached when the
+    notice arrived.
     """
     if not self._several:
       return self.signal
