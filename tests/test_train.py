@@ -99,12 +99,15 @@ def wait_for_checkpoint(workdir, step, proc, timeout=240):
 def uninterrupted(data_dir, tmp_path_factory):
   """One complete run of STEPS steps, shared by the tests that compare against it."""
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  def tf_data_iterators():
+    return {id(o) for o in gc.get_objects() if type(o).__name__ == 'OwnedIterator'}
+
   gc.collect()
   gc.disable()  # what the run leaves running must not depend on when the collector runs
   try:
+    before = tf_data_iterators()
     result = train.train_and_evaluate(small_config(data_dir, ten_crop_eval=True), workdir)
-    result['live_tf_data_iterators'] = sum(
-        type(o).__name__ == 'OwnedIterator' for o in gc.get_objects())
+    result['live_tf_data_iterators'] = len(tf_data_iterators() - before)
   finally:
     gc.enable()
   return workdir, result
