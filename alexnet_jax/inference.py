@@ -304,17 +304,21 @@ def predict_files(run: trained.TrainedRun, paths: Sequence[str], *, ten_crop: bo
   Every file is read and preprocessed (`data.image_views`: shorter side to S,
   central S x S, minus the run's mean, center crop or ten views, the run's
   channel order) before the network runs, so a bad file stops everything.
-  The dataset is loaded only when the run subtracts its mean image
-  (input.mean='dataset'); `info` skips that.
+  The dataset is loaded only when the run subtracts the training set's mean
+  image (input.mean='dataset') and its workdir has no mean_image.npy (runs
+  trained before it was saved); `info` skips that.
 
   Raises:
     errors.DataError: a file is not an image (the message names it), or the
       dataset whose mean image the run needs is missing.
   """
   fields = input_config(run)
-  if fields.mean == 'dataset':
-    info = info or dataset_info(run, data_dir)
-  mean = data.input_mean(fields, info.stats if info else None)
+  if fields.mean == 'dataset' and info is None and run.mean_image is not None:
+    mean = run.mean_image
+  else:
+    if fields.mean == 'dataset':
+      info = info or dataset_info(run, data_dir)
+    mean = data.input_mean(fields, info.stats if info else None)
   views = np.stack([data.image_views(p, mean, fields, ten_crop=ten_crop) for p in paths])
   mesh = parallel.make_mesh(1, None, run.model.towers)
   params = jax.device_put(run.params, parallel.state_sharding(run.params, mesh))

@@ -5,8 +5,9 @@ r"""Prints the five most probable classes of image files under a trained network
 
 Each file (JPEG, PNG, GIF, BMP; any size; grayscale and CMYK become RGB)
 goes through the evaluation's preprocessing: the shorter side to S and the
-central S x S (section 2), minus the run's mean (the dataset's mean image,
-read from its statistics, or Caffe's for a converted network), then the
+central S x S (section 2), minus the run's mean (the training set's mean
+image, which the run saved as mean_image.npy, or Caffe's for a converted
+network), then the
 center crop or the ten views of section 4.1 (softmax averaged). A file that is
 not an image stops the program before anything runs. Nothing is written.
 The work is done by `alexnet_jax.inference`.

@@ -350,6 +350,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       with open(os.path.join(workdir, config_name), 'w') as f:
         f.write(config.to_json_best_effort(indent=2))
     trained.write_class_names(workdir, info.class_names)
+    if config.input.mean == 'dataset':  # so that predicting needs no dataset
+      trained.write_mean_image(workdir, info.stats.mean_image)
 
   def non_finite(what: str) -> errors.NonFiniteLossError:
     return errors.NonFiniteLossError(

@@ -5,10 +5,11 @@ holds what is needed to use the network without the training data:
 
   config.json        the resolved config the run started with
   class_names.json   {"class_names": [...]} (index = label), and "wnids" when known
+  mean_image.npy     float32 (S, S, 3) RGB: the training set's mean image the
+                     network's inputs had subtracted (runs with input.mean='dataset')
   checkpoints/<step> orbax checkpoints ('params' at least)
 
-`open_run` reads them and never writes into the workdir. The mean image
-and the other input statistics are the dataset's (`alexnet_jax.data`).
+`open_run` reads them and never writes into the workdir.
 
 Nothing here imports TensorFlow.
 """
@@ -19,6 +20,7 @@ import os
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from alexnet_jax import checkpoint
 from alexnet_jax import config as config_lib
@@ -26,6 +28,7 @@ from alexnet_jax import errors
 from alexnet_jax import model as model_lib
 
 CLASS_NAMES_FILE = 'class_names.json'
+MEAN_IMAGE_FILE = 'mean_image.npy'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +42,8 @@ class TrainedRun:
     params: the network's parameters as NumPy arrays (tower axis first).
     model: the `AlexNet` that `params` fit (image_size = the run's crop size).
     class_names: readable class names, index = label.
+    mean_image: float32 (S, S, 3), the training set's mean image, when the run
+      subtracted it and saved it (mean_image.npy); else None.
   """
   workdir: str
   config: ml_collections.ConfigDict
@@ -46,6 +51,7 @@ class TrainedRun:
   params: Any
   model: model_lib.AlexNet
   class_names: tuple[str, ...]
+  mean_image: np.ndarray | None
 
 
 def write_class_names(workdir: str, class_names: tuple[str, ...] | list[str],
@@ -55,6 +61,14 @@ def write_class_names(workdir: str, class_names: tuple[str, ...] | list[str],
   path = os.path.join(workdir, CLASS_NAMES_FILE)
   with open(path + '.tmp', 'w') as f:
     json.dump(content, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def write_mean_image(workdir: str, mean_image: np.ndarray) -> None:
+  """Writes <workdir>/mean_image.npy (atomically): float32 (S, S, 3), RGB."""
+  path = os.path.join(workdir, MEAN_IMAGE_FILE)
+  with open(path + '.tmp', 'wb') as f:
+    np.save(f, np.asarray(mean_image, np.float32))
   os.replace(path + '.tmp', path)
 
 
@@ -132,7 +146,9 @@ def open_run(workdir: str, step: int | str | None = None) -> TrainedRun:
   class_names = _class_names(workdir)
   model = model_lib.from_config(config.model, len(class_names),
                                 image_size=config.input.crop_size)
-  return TrainedRun(workdir, config, step, params, model, class_names)
+  mean_path = os.path.join(workdir, MEAN_IMAGE_FILE)
+  mean_image = np.load(mean_path) if os.path.exists(mean_path) else None
+  return TrainedRun(workdir, config, step, params, model, class_names, mean_image)
 
 
 def _resolve_step(workdir: str, step: int | str | None, steps: list[int]) -> int:

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from test_data_sources import CMYK_JPEG
 
+from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import inference
 
@@ -71,6 +72,20 @@ def test_predictions_equal_the_network_on_the_same_preprocessing(run, photos, te
     np.testing.assert_allclose(p.probabilities, want[p.labels], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.sort(p.probabilities)[::-1], want[order], rtol=1e-5)
     assert p.names == tuple(run.class_names[i] for i in p.labels)
+
+
+def test_predicting_reads_the_saved_mean_image_not_the_dataset(run, photos, monkeypatch):
+  """The run saved the training set's mean image (mean_image.npy); predicting uses it."""
+  info = inference.dataset_info(run)
+  np.testing.assert_array_equal(run.mean_image, info.stats.mean_image)
+  want = inference.predict_files(run, [photos['wide.png']], info=info)
+
+  def fail(*args, **kwargs):
+    raise AssertionError('the dataset was read')
+
+  monkeypatch.setattr(data, 'get_dataset_info', fail)
+  got = inference.predict_files(run, [photos['wide.png']])
+  np.testing.assert_array_equal(got[0].probabilities, want[0].probabilities)
 
 
 def run_program(*args):
