@@ -40,7 +40,6 @@ try:
 except RuntimeError:  # already initialised; harmless
   pass
 
-AUTOTUNE = tf.data.AUTOTUNE
 # Batches an iterator prepares ahead of the step that consumes them.
 PREFETCH_BATCHES = 2
 _MAX_EPOCHS = 1 << 40
@@ -310,5 +309,6 @@ def stored_images(split: sources.Split, image_size: int, batch: int = 64) -> tf.
   read = split.batch_reader()
   decode = _decode_full(split, image_size)
   ds = tf.data.Dataset.range(split.num_examples).batch(256).map(read).unbatch()
-  ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-  return ds.batch(batch).prefetch(2)
+  threads = os.cpu_count() or 1
+  ds = ds.map(decode, num_parallel_calls=threads, deterministic=True)
+  return ds.batch(batch).prefetch(PREFETCH_BATCHES).with_options(_options(threads))
