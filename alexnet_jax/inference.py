@@ -314,10 +314,9 @@ def predict_files(run: trained.TrainedRun, paths: Sequence[str], *, ten_crop: bo
   """
   fields = input_config(run)
   if fields.mean == 'dataset' and info is None and run.mean_image is not None:
-    mean = run.mean_image
+    mean = run.mean_image  # saved by the run: the dataset is not needed
   else:
-    if fields.mean == 'dataset':
-      info = info or dataset_info(run, data_dir)
+    info = info or (dataset_info(run, data_dir) if fields.mean == 'dataset' else None)
     mean = data.input_mean(fields, info.stats if info else None)
   views = np.stack([data.image_views(p, mean, fields, ten_crop=ten_crop) for p in paths])
   mesh = parallel.make_mesh(1, None, run.model.towers)
