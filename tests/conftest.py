@@ -4,6 +4,7 @@ import pytest
 from test_train import small_config
 
 from alexnet_jax import data
+from alexnet_jax import inference
 from alexnet_jax import train
 from alexnet_jax import trained
 
@@ -29,3 +30,9 @@ def tiny_run(tmp_path_factory) -> trained.TrainedRun:
   workdir = str(root / 'run')
   train.train_and_evaluate(small_config(str(root / 'tfds'), **TINY), workdir)
   return trained.open_run(workdir)
+
+
+@pytest.fixture(scope='session')
+def tiny_info(tiny_run) -> data.DatasetInfo:
+  """The dataset the TINY run was trained on."""
+  return inference.dataset_info(tiny_run)

@@ -26,16 +26,6 @@ from alexnet_jax import trained
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-@pytest.fixture(scope='module')
-def run(tiny_run):
-  return tiny_run
-
-
-@pytest.fixture(scope='module')
-def info(run):
-  return inference.dataset_info(run)
-
-
 def softmax(logits):
   """float64 softmax over the last axis."""
   z = np.asarray(logits, np.float64)
@@ -60,45 +50,45 @@ def first_batch(run, info, ten_crop):
                                  ten_crop=ten_crop))
 
 
-def test_ten_crop_is_the_mean_of_ten_softmaxes(run, info):
-  batch = first_batch(run, info, ten_crop=True)
+def test_ten_crop_is_the_mean_of_ten_softmaxes(tiny_run, tiny_info):
+  batch = first_batch(tiny_run, tiny_info, ten_crop=True)
   assert batch['image'].shape == (16, 10, 64, 64, 3)
-  mesh = parallel.make_mesh(None, None, run.model.towers)
-  got = np.asarray(steps.make_predict_step(run.model, mesh)(run.params, batch['image']))
-  want = np.mean([forward_probs(run, batch['image'][:, i]) for i in range(10)], axis=0)
+  mesh = parallel.make_mesh(None, None, tiny_run.model.towers)
+  got = np.asarray(steps.make_predict_step(tiny_run.model, mesh)(tiny_run.params, batch['image']))
+  want = np.mean([forward_probs(tiny_run, batch['image'][:, i]) for i in range(10)], axis=0)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
   # Not vacuous: the ten views give different outputs.
-  assert np.abs(forward_probs(run, batch['image'][:, 0])
-                - forward_probs(run, batch['image'][:, 6])).max() > 1e-6
+  assert np.abs(forward_probs(tiny_run, batch['image'][:, 0])
+                - forward_probs(tiny_run, batch['image'][:, 6])).max() > 1e-6
 
 
-def test_ensemble_is_the_mean_over_models(run, info):
-  member = other_member(run)
-  batch = first_batch(run, info, ten_crop=False)
-  mesh = parallel.make_mesh(None, None, run.model.towers)
-  predict = inference.make_ensemble_predict([run, member], mesh)
-  got = np.asarray(predict([run.params, member.params], batch['image']))
-  want = (forward_probs(run, batch['image']) + forward_probs(member, batch['image'])) / 2
+def test_ensemble_is_the_mean_over_models(tiny_run, tiny_info):
+  member = other_member(tiny_run)
+  batch = first_batch(tiny_run, tiny_info, ten_crop=False)
+  mesh = parallel.make_mesh(None, None, tiny_run.model.towers)
+  predict = inference.make_ensemble_predict([tiny_run, member], mesh)
+  got = np.asarray(predict([tiny_run.params, member.params], batch['image']))
+  want = (forward_probs(tiny_run, batch['image']) + forward_probs(member, batch['image'])) / 2
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
   assert np.abs(forward_probs(member, batch['image'])
-                - forward_probs(run, batch['image'])).max() > 1e-3
+                - forward_probs(tiny_run, batch['image'])).max() > 1e-3
   # An ensemble of one is the model.
-  alone = inference.make_ensemble_predict([run], mesh)([run.params], batch['image'])
+  alone = inference.make_ensemble_predict([tiny_run], mesh)([tiny_run.params], batch['image'])
   np.testing.assert_array_equal(
-      np.asarray(alone), np.asarray(steps.make_predict_step(run.model, mesh)(run.params,
+      np.asarray(alone), np.asarray(steps.make_predict_step(tiny_run.model, mesh)(tiny_run.params,
                                                                               batch['image'])))
 
 
-def test_ensemble_evaluation_against_numpy(run, info):
-  member = other_member(run)
-  result = inference.evaluate([run, member], ten_crop=False, info=info)
+def test_ensemble_evaluation_against_numpy(tiny_run, tiny_info):
+  member = other_member(tiny_run)
+  result = inference.evaluate([tiny_run, member], ten_crop=False, info=tiny_info)
   images, labels = [], []
-  for batch in data.eval_iterator(info, inference.input_config(run), batch_size=16):
+  for batch in data.eval_iterator(tiny_info, inference.input_config(tiny_run), batch_size=16):
     images.append(batch['image'][batch['mask']])
     labels.append(batch['label'][batch['mask']])
   images, labels = np.concatenate(images), np.concatenate(labels)
-  assert len(labels) == info.num_eval_examples == 40
-  for key, members in (('model', [run]), ('ensemble', [run, member])):
+  assert len(labels) == tiny_info.num_eval_examples == 40
+  for key, members in (('model', [tiny_run]), ('ensemble', [tiny_run, member])):
     probs = np.mean([forward_probs(m, images) for m in members], axis=0)
     rank = (probs > probs[np.arange(40), labels][:, None]).sum(axis=1)  # classes strictly above
     want = {'loss': -np.log(probs[np.arange(40), labels]).mean(),
@@ -106,7 +96,7 @@ def test_ensemble_evaluation_against_numpy(run, info):
     for name, value in want.items():
       np.testing.assert_allclose(result[key][name], value, rtol=1e-5, err_msg=f'{key} {name}')
   # An ensemble of a model with itself is the model.
-  twice = inference.evaluate([run, run], ten_crop=False, info=info)
+  twice = inference.evaluate([tiny_run, tiny_run], ten_crop=False, info=tiny_info)
   assert twice['ensemble'] == twice['model'] == result['model']
 
 
@@ -144,36 +134,36 @@ def run_program(*args):
                         env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_program_reproduces_the_final_evaluation_and_writes_only_its_file(run):
-  before = file_hashes(run.workdir)
-  out = run_program(f'--workdir={run.workdir}', '--crops=both')
+def test_program_reproduces_the_final_evaluation_and_writes_only_its_file(tiny_run):
+  before = file_hashes(tiny_run.workdir)
+  out = run_program(f'--workdir={tiny_run.workdir}', '--crops=both')
   assert out.returncode == 0, out.stderr
-  after = file_hashes(run.workdir)
-  written = os.path.join('eval', f'validation-step{run.step}.json')
+  after = file_hashes(tiny_run.workdir)
+  written = os.path.join('eval', f'validation-step{tiny_run.step}.json')
   assert set(after) - set(before) == {written}
   assert {k: after[k] for k in before} == before
-  with open(os.path.join(run.workdir, written)) as f:
+  with open(os.path.join(tiny_run.workdir, written)) as f:
     results = json.load(f)['results']
-  with open(os.path.join(run.workdir, 'metrics.jsonl')) as f:
+  with open(os.path.join(tiny_run.workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f]
-  final = {k: v for row in rows if row['step'] == run.step for k, v in row.items()}
+  final = {k: v for row in rows if row['step'] == tiny_run.step for k, v in row.items()}
   for name in ('loss', 'top1_error', 'top5_error'):
     assert results['center'][name] == final[f'eval_{name}']
     assert results['ten_crop'][name] == final[f'eval_ten_crop_{name}']
   assert 'top-1 error' in out.stdout and 'ten-crop' in out.stdout
-  os.remove(os.path.join(run.workdir, written))
+  os.remove(os.path.join(tiny_run.workdir, written))
 
 
 @pytest.fixture(scope='module')
-def bad_workdirs(run, tmp_path_factory):
+def bad_workdirs(tiny_run, tmp_path_factory):
   """A run without checkpoints and a copy of the run with other class names."""
   root = tmp_path_factory.mktemp('bad')
   empty = root / 'no_checkpoints'
   empty.mkdir()
-  shutil.copy(os.path.join(run.workdir, 'config.json'), empty)
+  shutil.copy(os.path.join(tiny_run.workdir, 'config.json'), empty)
   renamed = root / 'renamed'
-  shutil.copytree(run.workdir, renamed)
-  trained.write_class_names(str(renamed), [f'thing {i}' for i in range(len(run.class_names))])
+  shutil.copytree(tiny_run.workdir, renamed)
+  trained.write_class_names(str(renamed), [f'thing {i}' for i in range(len(tiny_run.class_names))])
   return {'empty': str(empty), 'renamed': str(renamed)}
 
 
@@ -183,12 +173,12 @@ def bad_workdirs(run, tmp_path_factory):
     ('class_lists', 'different class lists'),
     ('split', "no split 'test'"),
 ])
-def test_bad_input_fails_with_one_paragraph_and_writes_nothing(run, bad_workdirs, case, words):
+def test_bad_input_fails_with_one_paragraph_and_writes_nothing(tiny_run, bad_workdirs, case, words):
   args = {'no_checkpoint': [f'--workdir={bad_workdirs["empty"]}'],
-          'missing_step': [f'--workdir={run.workdir}', '--step=999'],
-          'class_lists': [f'--workdir={run.workdir}', f'--ensemble={bad_workdirs["renamed"]}'],
-          'split': [f'--workdir={run.workdir}', '--split=test']}[case]
-  before = {d: file_hashes(d) for d in (run.workdir, *bad_workdirs.values())}
+          'missing_step': [f'--workdir={tiny_run.workdir}', '--step=999'],
+          'class_lists': [f'--workdir={tiny_run.workdir}', f'--ensemble={bad_workdirs["renamed"]}'],
+          'split': [f'--workdir={tiny_run.workdir}', '--split=test']}[case]
+  before = {d: file_hashes(d) for d in (tiny_run.workdir, *bad_workdirs.values())}
   out = run_program(*args, '--crops=1')
   assert out.returncode == 1
   assert out.stderr.strip().splitlines()[-1].startswith('error: ')
@@ -196,9 +186,9 @@ def test_bad_input_fails_with_one_paragraph_and_writes_nothing(run, bad_workdirs
   assert {d: file_hashes(d) for d in before} == before
 
 
-def test_library_errors_are_alexnet_errors(run, info):
+def test_library_errors_are_alexnet_errors(tiny_run, tiny_info):
   with pytest.raises(errors.DataError, match="no split 'test'"):
-    inference.evaluate([run], 'test', info=info)
-  renamed = dataclasses.replace(run, class_names=tuple(reversed(run.class_names)))
+    inference.evaluate([tiny_run], 'test', info=tiny_info)
+  renamed = dataclasses.replace(tiny_run, class_names=tuple(reversed(tiny_run.class_names)))
   with pytest.raises(errors.ConfigError, match='different class lists'):
-    inference.evaluate([run, renamed], info=info)
+    inference.evaluate([tiny_run, renamed], info=tiny_info)

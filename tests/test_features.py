@@ -15,32 +15,23 @@ from alexnet_jax import inference
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-@pytest.fixture(scope='module')
-def run(tiny_run):
-  return tiny_run
-
-
-@pytest.fixture(scope='module')
-def info(run):
-  return inference.dataset_info(run)
-
-
 def concatenated(batches):
   batches = list(batches)
   return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
 @pytest.mark.parametrize('split', ['validation', 'train'])
-def test_features_are_the_networks_fc7_in_split_order(run, info, split):
-  got = concatenated(inference.feature_batches(run, split, info=info))
-  n = info.num_eval_examples if split == 'validation' else info.num_train_examples
+def test_features_are_the_networks_fc7_in_split_order(tiny_run, tiny_info, split):
+  got = concatenated(inference.feature_batches(tiny_run, split, info=tiny_info))
+  n = tiny_info.num_eval_examples if split == 'validation' else tiny_info.num_train_examples
   np.testing.assert_array_equal(got['id'], np.arange(n))
-  reader = info.source.eval if split == 'validation' else info.source.train
+  reader = tiny_info.source.eval if split == 'validation' else tiny_info.source.train
   np.testing.assert_array_equal(got['label'], reader.labels)
   # The same center crops (the unshuffled, unaugmented pass), through the network directly.
   images = np.concatenate([b['image'][b['mask']] for b in data.eval_iterator(
-      info, inference.input_config(run), batch_size=64, split=split)])
-  logits, state = run.model.apply({'params': run.params}, images, mutable=['intermediates'])
+      tiny_info, inference.input_config(tiny_run), batch_size=64, split=split)])
+  logits, state = tiny_run.model.apply({'params': tiny_run.params}, images,
+                                       mutable=['intermediates'])
   fc7 = np.concatenate(state['intermediates']['fc7_features'][0], axis=-1)
   assert got['fc7'].shape == (n, 64) and got['fc7'].dtype == np.float32
   np.testing.assert_allclose(got['fc7'], fc7, rtol=1e-5, atol=1e-6)
@@ -48,10 +39,10 @@ def test_features_are_the_networks_fc7_in_split_order(run, info, split):
   assert np.ptp(fc7, axis=0).max() > 1e-3  # not vacuous: the features differ between images
 
 
-def test_program_shards_concatenate_to_the_split(run, info, tmp_path):
+def test_program_shards_concatenate_to_the_split(tiny_run, tiny_info, tmp_path):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
   out_file = str(tmp_path / 'out' / 'val.npz')
-  args = [sys.executable, '-m', 'alexnet_jax.features', f'--workdir={run.workdir}',
+  args = [sys.executable, '-m', 'alexnet_jax.features', f'--workdir={tiny_run.workdir}',
           f'--out={out_file}', '--shard_size=15', '--dtype=float16']
   out = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr
@@ -60,7 +51,7 @@ def test_program_shards_concatenate_to_the_split(run, info, tmp_path):
   shards = [dict(np.load(p)) for p in paths]
   assert [len(s['id']) for s in shards] == [15, 15, 10]
   got = {k: np.concatenate([s[k] for s in shards]) for k in shards[0]}
-  want = concatenated(inference.feature_batches(run, info=info))
+  want = concatenated(inference.feature_batches(tiny_run, info=tiny_info))
   np.testing.assert_array_equal(got['id'], want['id'])
   np.testing.assert_array_equal(got['label'], want['label'])
   assert got['fc7'].dtype == np.float16
@@ -73,7 +64,7 @@ def test_program_shards_concatenate_to_the_split(run, info, tmp_path):
   assert [os.path.getmtime(p) for p in paths] == before
 
 
-def test_a_split_the_dataset_lacks_writes_nothing(run, tmp_path):
+def test_a_split_the_dataset_lacks_writes_nothing(tiny_run, tmp_path):
   with pytest.raises(errors.DataError, match="no split 'test'"):
-    inference.write_features(run, 'test', str(tmp_path / 'out' / 'f.npz'))
+    inference.write_features(tiny_run, 'test', str(tmp_path / 'out' / 'f.npz'))
   assert not os.path.exists(tmp_path / 'out')

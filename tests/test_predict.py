@@ -17,11 +17,6 @@ from alexnet_jax import inference
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='module')
-def run(tiny_run):
-  return tiny_run
-
-
-@pytest.fixture(scope='module')
 def photos(tmp_path_factory):
   """A grayscale JPEG, a CMYK JPEG, a PNG with a wide aspect and a 20x20 JPEG."""
   folder = tmp_path_factory.mktemp('photos')
@@ -61,30 +56,30 @@ def reference_probs(run, path, ten_crop):
 
 
 @pytest.mark.parametrize('ten_crop', [False, True])
-def test_predictions_equal_the_network_on_the_same_preprocessing(run, photos, ten_crop):
+def test_predictions_equal_the_network_on_the_same_preprocessing(tiny_run, photos, ten_crop):
   names = ['gray.jpg', 'cmyk.jpg', 'wide.png', 'small.jpg']
-  predictions = inference.predict_files(run, [photos[n] for n in names], ten_crop=ten_crop)
+  predictions = inference.predict_files(tiny_run, [photos[n] for n in names], ten_crop=ten_crop)
   assert [p.path for p in predictions] == [photos[n] for n in names]
   for p in predictions:
-    want = reference_probs(run, p.path, ten_crop)
+    want = reference_probs(tiny_run, p.path, ten_crop)
     order = np.argsort(-want, kind='stable')[:5]
     assert len(p.labels) == 5 and len(set(p.labels.tolist())) == 5
     np.testing.assert_allclose(p.probabilities, want[p.labels], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.sort(p.probabilities)[::-1], want[order], rtol=1e-5)
-    assert p.names == tuple(run.class_names[i] for i in p.labels)
+    assert p.names == tuple(tiny_run.class_names[i] for i in p.labels)
 
 
-def test_predicting_reads_the_saved_mean_image_not_the_dataset(run, photos, monkeypatch):
+def test_predicting_reads_the_saved_mean_image_not_the_dataset(tiny_run, tiny_info, photos,
+                                                               monkeypatch):
   """The run saved the training set's mean image (mean_image.npy); predicting uses it."""
-  info = inference.dataset_info(run)
-  np.testing.assert_array_equal(run.mean_image, info.stats.mean_image)
-  want = inference.predict_files(run, [photos['wide.png']], info=info)
+  np.testing.assert_array_equal(tiny_run.mean_image, tiny_info.stats.mean_image)
+  want = inference.predict_files(tiny_run, [photos['wide.png']], info=tiny_info)
 
   def fail(*args, **kwargs):
     raise AssertionError('the dataset was read')
 
   monkeypatch.setattr(data, 'get_dataset_info', fail)
-  got = inference.predict_files(run, [photos['wide.png']])
+  got = inference.predict_files(tiny_run, [photos['wide.png']])
   np.testing.assert_array_equal(got[0].probabilities, want[0].probabilities)
 
 
@@ -94,19 +89,19 @@ def run_program(*args):
                         env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_program_prints_five_classes_per_file(run, photos):
-  out = run_program(f'--workdir={run.workdir}', photos['gray.jpg'], photos['small.jpg'])
+def test_program_prints_five_classes_per_file(tiny_run, photos):
+  out = run_program(f'--workdir={tiny_run.workdir}', photos['gray.jpg'], photos['small.jpg'])
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
   assert lines[0] == photos['gray.jpg'] and lines[6] == photos['small.jpg'] and len(lines) == 12
-  predictions = inference.predict_files(run, [photos['gray.jpg']])
+  predictions = inference.predict_files(tiny_run, [photos['gray.jpg']])
   for line, name, p in zip(lines[1:6], predictions[0].names, predictions[0].probabilities):
     assert line.split(None, 1)[1].startswith(name) and line.split()[0] == f'{p:.2%}'
 
 
-def test_a_file_that_is_not_an_image(run, photos):
+def test_a_file_that_is_not_an_image(tiny_run, photos):
   with pytest.raises(errors.DataError, match='notes.jpg is not an image'):
-    inference.predict_files(run, [photos['gray.jpg'], photos['notes.jpg']])
-  out = run_program(f'--workdir={run.workdir}', photos['gray.jpg'], photos['notes.jpg'])
+    inference.predict_files(tiny_run, [photos['gray.jpg'], photos['notes.jpg']])
+  out = run_program(f'--workdir={tiny_run.workdir}', photos['gray.jpg'], photos['notes.jpg'])
   assert out.returncode == 1 and out.stdout == ''
   assert 'notes.jpg is not an image' in out.stderr and 'Traceback' not in out.stderr
