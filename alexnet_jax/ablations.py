@@ -6,7 +6,7 @@ the paper measured: the change in top-1 / top-5 validation error on ILSVRC-2012
 of the changed network against the full one, in percentage points (None where
 the paper gives no figure). The experiment configs apply them
 (experiments/no_lrn.py, experiments/demo_ablation.py:no_lrn, ...) and
-`alexnet_jax.comparison` looks a run's claim up by the fields that differ from
+`alexnet_jax.analysis.compare` looks a run's claim up by the fields that differ from
 its baseline.
 
 Nothing here imports JAX or TensorFlow.

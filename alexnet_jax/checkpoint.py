@@ -27,6 +27,9 @@ import orbax.checkpoint as ocp
 from alexnet_jax import errors
 from alexnet_jax import optim
 
+# The folder of a workdir that holds the checkpoints.
+CHECKPOINTS_DIR = 'checkpoints'
+
 # The metric a checkpoint saved at an evaluation carries; the best is the lowest.
 BEST_METRIC = 'eval_top1_error'
 
@@ -38,7 +41,11 @@ class _NoMetricsNotice(std_logging.Filter):
     return not str(record.msg).startswith('Requested `tracked_metric`')
 
 
-absl_logging.get_absl_logger().addFilter(_NoMetricsNotice())
+def _drop_no_metrics_notice() -> None:
+  """Installs `_NoMetricsNotice` on absl's logger, once (a training manager needs it)."""
+  logger = absl_logging.get_absl_logger()
+  if not any(isinstance(f, _NoMetricsNotice) for f in logger.filters):
+    logger.addFilter(_NoMetricsNotice())
 
 
 def _options(keep: int | None = None) -> ocp.CheckpointManagerOptions:
@@ -57,11 +64,17 @@ def _options(keep: int | None = None) -> ocp.CheckpointManagerOptions:
                                       best_mode='min', create=True)
 
 
+def directory_of(workdir: str) -> str:
+  """<workdir>/checkpoints, absolute."""
+  return os.path.join(os.path.abspath(workdir), CHECKPOINTS_DIR)
+
+
 def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
   """The manager a training run saves with: keeps the latest `keep` checkpoints and the
   best by validation top-1 error (those saved with `metrics`, see `save`)."""
+  _drop_no_metrics_notice()
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'), options=_options(keep),
+      directory_of(workdir), options=_options(keep),
       item_handlers=ocp.StandardCheckpointHandler())
 
 
@@ -135,7 +148,7 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
 
 def all_steps(workdir: str) -> list[int]:
   """The steps of the checkpoints in `workdir`, ascending (empty when there are none)."""
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  directory = directory_of(workdir)
   if not os.path.isdir(directory):
     return []
   with ocp.CheckpointManager(directory) as manager:
@@ -147,7 +160,7 @@ def best_step(workdir: str) -> int | None:
 
   None when no kept checkpoint was saved at an evaluation (or there are none).
   """
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  directory = directory_of(workdir)
   if not os.path.isdir(directory):
     return None
   with ocp.CheckpointManager(directory, options=_options()) as manager:
@@ -158,10 +171,10 @@ def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:
   """(step, parameters) of a run's checkpoint, the latest by default, as NumPy arrays.
 
   Read-only, onto this process's first device, whatever mesh wrote it (for
-  using a trained network: `alexnet_jax.trained`); training resumes with
+  using a trained network: `alexnet_jax.rundir`); training resumes with
   `restore`, which keeps the shardings.
   """
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  directory = directory_of(workdir)
   with ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler()) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:

@@ -10,19 +10,15 @@ then prints one paragraph to stderr and exits with status 1, no traceback.
 from collections.abc import Callable
 import dataclasses
 import logging as std_logging
-import os
 import sys
 
-# TensorFlow (the input pipeline) prints C++ start-up notices; keep its warnings.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from alexnet_jax import config as config_lib  # noqa: E402
-from alexnet_jax import errors  # noqa: E402
+from alexnet_jax import config as config_lib
+from alexnet_jax import errors
 
 # The flags defined below belong to the program that asks for them (its --helpshort lists them).
 flags.disclaim_key_flags()

@@ -12,6 +12,7 @@ A field whose default is None is derived from others when the run starts; the
 comment next to it says from what.
 """
 
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -106,12 +107,41 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict(dict(
       enabled=False, coordinator_address=_none(str), num_processes=_none(int),
       process_id=_none(int)))
-  # Converted weights (alexnet_jax.convert): the format and file they came from.
+  # Converted weights (alexnet_jax.tools.convert): the format and file they came from.
   c.pretrained = ml_collections.ConfigDict(dict(source='', weights=''))
   # Transfer (alexnet_jax.transfer): a run's workdir (or a converted one) whose latest
   # checkpoint initializes every parameter of the same name and shape; a fresh start only.
   c.init_from = _none(str)
   return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """The step arithmetic of a run: when to log, evaluate and save."""
+  total_steps: int
+  steps_per_epoch: int
+  eval_every: int
+  log_every: int
+  checkpoint_every: int
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, num_train_examples: int) -> 'Schedule':
+    steps_per_epoch = max(1, num_train_examples // config.batch_size)
+    total = config.num_train_steps or config.num_epochs * steps_per_epoch
+    return cls(total, steps_per_epoch, config.eval_every_steps or steps_per_epoch,
+               config.log_every_steps, config.checkpoint_every_steps)
+
+  def _due(self, step: int, every: int) -> bool:
+    return step % every == 0 or step == self.total_steps
+
+  def log_due(self, step: int) -> bool:
+    return self._due(step, self.log_every)
+
+  def eval_due(self, step: int) -> bool:
+    return self._due(step, self.eval_every)
+
+  def checkpoint_due(self, step: int) -> bool:
+    return self._due(step, self.checkpoint_every)
 
 
 def experiment_path(spec: str) -> str:

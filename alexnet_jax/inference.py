@@ -1,6 +1,6 @@
 """Using a trained network (section 6): features, evaluation over a split, predictions for files.
 
-    run = trained.open_run(workdir)                     # read-only
+    run = rundir.open_run(workdir)                     # read-only
     for batch in inference.feature_batches(run, 'validation'):
       batch['fc7'], batch['logits'], batch['label'], batch['id']
     result = inference.evaluate([run], 'validation', ten_crop=True)
@@ -20,9 +20,7 @@ under <workdir>/eval/) and `write_features` (the files the caller names).
 from collections.abc import Iterator
 from collections.abc import Sequence
 import dataclasses
-import json
 import os
-import time
 
 from absl import logging
 import jax
@@ -30,17 +28,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from alexnet_jax import compilation
 from alexnet_jax import data
 from alexnet_jax import errors
+from alexnet_jax import metrics
 from alexnet_jax import parallel
+from alexnet_jax import rundir
 from alexnet_jax import steps
-from alexnet_jax import trained
 
-EVAL_DIR = 'eval'
 TOP_K = 5
 
 
-def input_config(run: trained.TrainedRun) -> ml_collections.ConfigDict:
+def input_config(run: rundir.TrainedRun) -> ml_collections.ConfigDict:
   """The run's `input` fields with input.mean_file made absolute (it is relative to the workdir)."""
   fields = ml_collections.ConfigDict(run.config.input.to_dict())
   if fields.mean_file is not None:
@@ -48,7 +47,7 @@ def input_config(run: trained.TrainedRun) -> ml_collections.ConfigDict:
   return fields
 
 
-def dataset_info(run: trained.TrainedRun, data_dir: str | None = None) -> data.DatasetInfo:
+def dataset_info(run: rundir.TrainedRun, data_dir: str | None = None) -> data.DatasetInfo:
   """The run's dataset (config.dataset in `data_dir`, by default the run's config.data_dir).
 
   Raises:
@@ -65,7 +64,7 @@ def dataset_info(run: trained.TrainedRun, data_dir: str | None = None) -> data.D
   return info
 
 
-def _batch_size(run: trained.TrainedRun, batch_size: int | None) -> int:
+def _batch_size(run: rundir.TrainedRun, batch_size: int | None) -> int:
   """`batch_size`, by default the run's eval_batch_size (or batch_size)."""
   size = batch_size or run.config.eval_batch_size or run.config.batch_size
   if size < 1:
@@ -83,31 +82,17 @@ def _mesh(towers: int, batch_size: int) -> jax.sharding.Mesh:
   return mesh
 
 
-class _Progress:
-  """Logs examples done, images/s and the ETA at most every `every` seconds."""
-
-  def __init__(self, what: str, total: int, every: float = 10.0):
-    self.what, self.total, self.every = what, total, every
-    self.started = self.last = time.perf_counter()
-    self.done = 0
-
-  def add(self, count: int) -> None:
-    self.done += count
-    now = time.perf_counter()
-    if now - self.last < self.every and self.done < self.total:
-      return
-    self.last = now
-    rate = self.done / max(now - self.started, 1e-9)
-    seconds = int((self.total - self.done) / max(rate, 1e-9))
-    logging.info('%s: %d/%d examples | %.1f images/s | ETA %dh%02dm%02ds', self.what, self.done,
-                 self.total, rate, seconds // 3600, seconds % 3600 // 60, seconds % 60)
-
-
-def _counted(batches: Iterator[dict], progress: _Progress) -> Iterator[dict]:
-  """`batches` unchanged, each batch's real examples counted in `progress`."""
+def _counted(batches: Iterator[dict], what: str, total: int,
+             every: float = 10.0) -> Iterator[dict]:
+  """`batches` unchanged; logs the real examples done, images/s and the ETA at most every
+  `every` seconds."""
+  progress, done = metrics.Progress(total), 0
   for batch in batches:
     yield batch
-    progress.add(int(batch['mask'].sum()))
+    done += int(batch['mask'].sum())
+    if progress.seconds_in_window() >= every or done >= total:
+      rate, eta = progress.window(done)
+      logging.info('%s: %d/%d examples | %.1f images/s | %s', what, done, total, rate, eta)
 
 
 def _num_examples(info: data.DatasetInfo, split: str) -> int:
@@ -118,7 +103,7 @@ def _num_examples(info: data.DatasetInfo, split: str) -> int:
   return info.num_train_examples if split == 'train' else info.num_eval_examples
 
 
-def feature_batches(run: trained.TrainedRun, split: str = 'validation', *,
+def feature_batches(run: rundir.TrainedRun, split: str = 'validation', *,
                     batch_size: int | None = None, data_dir: str | None = None,
                     info: data.DatasetInfo | None = None) -> Iterator[dict[str, np.ndarray]]:
   """The fc7 features and logits of every example of a split, batch by batch, in split order.
@@ -130,7 +115,7 @@ def feature_batches(run: trained.TrainedRun, split: str = 'validation', *,
   examples only (the padding of the last batch removed).
 
   Args:
-    run: from `trained.open_run`.
+    run: from `rundir.open_run`.
     split: 'validation' or 'train' (an unshuffled, unaugmented pass).
     batch_size: images per step; None: the run's eval_batch_size (or batch_size).
     data_dir: where the run's dataset is; None: the run's config.data_dir.
@@ -146,8 +131,8 @@ def feature_batches(run: trained.TrainedRun, split: str = 'validation', *,
   mesh = _mesh(run.model.towers, size)
   params = jax.device_put(run.params, parallel.state_sharding(run.params, mesh))
   feature_step = steps.make_feature_step(run.model, mesh)
-  progress = _Progress(f'features of {split}', total)
-  batches = data.eval_iterator(info, input_config(run), batch_size=size, split=split)
+  batches = _counted(data.eval_iterator(info, input_config(run), batch_size=size, split=split),
+                     f'features of {split}', total)
   for index, batch in enumerate(batches):
     images = parallel.shard_batch({'image': batch['image']}, mesh)['image']
     fc7, logits = jax.device_get(feature_step(params, images))
@@ -155,10 +140,9 @@ def feature_batches(run: trained.TrainedRun, split: str = 'validation', *,
     ids = index * size + np.arange(size, dtype=np.int64)
     yield {'fc7': fc7[mask], 'logits': logits[mask], 'label': batch['label'][mask],
            'id': ids[mask]}
-    progress.add(int(mask.sum()))
 
 
-def check_ensemble(runs: Sequence[trained.TrainedRun]) -> None:
+def check_ensemble(runs: Sequence[rundir.TrainedRun]) -> None:
   """Raises errors.ConfigError unless the runs share their class list and input preprocessing.
 
   Members may differ in architecture (towers, conv6, widths): section 6's
@@ -182,7 +166,7 @@ def check_ensemble(runs: Sequence[trained.TrainedRun]) -> None:
           'them separately.')
 
 
-def _preprocessing(run: trained.TrainedRun) -> dict:
+def _preprocessing(run: rundir.TrainedRun) -> dict:
   """The config fields that decide a network's test-time input."""
   fields = input_config(run)
   caffe = fields.mean == 'caffe'
@@ -192,22 +176,22 @@ def _preprocessing(run: trained.TrainedRun) -> dict:
           'mean_file': fields.mean_file if caffe else None}
 
 
-def make_ensemble_predict(runs: Sequence[trained.TrainedRun], mesh: jax.sharding.Mesh):
+def make_ensemble_predict(runs: Sequence[rundir.TrainedRun], mesh: jax.sharding.Mesh):
   """predict(params_list, images) -> (N, classes): the members' softmax outputs averaged.
 
   Section 6: "averaging the predictions of" several CNNs; each member's own
-  prediction is `steps.make_predict_step`'s (ten crops averaged first).
+  prediction is `steps.predict_fn`'s (ten crops averaged first).
   """
-  member_steps = [steps.make_predict_step(run.model, mesh) for run in runs]
+  member_steps = [steps.predict_fn(run.model, mesh) for run in runs]
 
   def predict(params_list, images):
     probs = [step(params, images) for step, params in zip(member_steps, params_list)]
     return jnp.mean(jnp.stack(probs), axis=0)
 
-  return jax.jit(predict)
+  return compilation.jit(predict)
 
 
-def evaluate(runs: Sequence[trained.TrainedRun], split: str = 'validation', *,
+def evaluate(runs: Sequence[rundir.TrainedRun], split: str = 'validation', *,
              ten_crop: bool = False, batch_size: int | None = None, data_dir: str | None = None,
              info: data.DatasetInfo | None = None) -> dict:
   """Loss and top-1 / top-5 error over every example of a split.
@@ -217,7 +201,7 @@ def evaluate(runs: Sequence[trained.TrainedRun], split: str = 'validation', *,
   members' softmax outputs (section 6's 5-CNN / 7-CNN rows), in a second pass.
 
   Args:
-    runs: the network, then the other ensemble members (from `trained.open_run`).
+    runs: the network, then the other ensemble members (from `rundir.open_run`).
     split: 'validation' or 'train'.
     ten_crop: average the softmax over the ten views of section 4.1.
     batch_size: global; None: runs[0]'s eval_batch_size (or batch_size).
@@ -239,45 +223,31 @@ def evaluate(runs: Sequence[trained.TrainedRun], split: str = 'validation', *,
   view = 'ten crops' if ten_crop else 'center crop'
 
   def batches(what):
-    progress = _Progress(f'{what}, {split}, {view}', total)
     return _counted(data.eval_iterator(info, input_config(first), batch_size=size,
-                                       ten_crop=ten_crop, split=split), progress)
+                                       ten_crop=ten_crop, split=split),
+                    f'{what}, {split}, {view}', total)
 
   result = {'model': steps.evaluate(steps.make_eval_step(first.model, mesh), params[0], mesh,
                                     batches('model'))}
   if len(runs) > 1:
     predict = make_ensemble_predict(runs, mesh)
-    ensemble_step = jax.jit(lambda ps, batch: steps.error_sums(
+    ensemble_step = compilation.jit(lambda ps, batch: steps.error_sums(
         predict(ps, batch['image']), batch['label'], batch['mask']))
     result['ensemble'] = steps.evaluate(ensemble_step, params, mesh,
                                         batches(f'ensemble of {len(runs)}'))
   return result
 
 
-def evaluation_path(run: trained.TrainedRun, split: str) -> str:
+def evaluation_path(run: rundir.TrainedRun, split: str) -> str:
   """<workdir>/eval/<split>-step<N>.json."""
-  return os.path.join(run.workdir, EVAL_DIR, f'{split}-step{run.step}.json')
+  return os.path.join(run.workdir, rundir.EVAL_DIR, f'{split}-step{run.step}.json')
 
 
-def check_writable(directory: str) -> None:
-  """Raises errors.WorkdirError unless `directory` (or the folder it would be made in) is
-  writable."""
-  existing = directory
-  while not os.path.isdir(existing):
-    existing = os.path.dirname(existing) or '.'
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise errors.WorkdirError(f'Cannot write into {directory}: {existing} is not writable by this '
-                              'user. Fix its permissions or choose another location.')
-
-
-def write_evaluation(run: trained.TrainedRun, split: str, results: dict) -> str:
+def write_evaluation(run: rundir.TrainedRun, split: str, results: dict) -> str:
   """Writes `results` (JSON-ready) to `evaluation_path` atomically; returns the path."""
   path = evaluation_path(run, split)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(results, f, indent=2)
-  os.replace(path + '.tmp', path)
-  return path
+  return rundir.write_json(path, results)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +266,7 @@ class Prediction:
   probabilities: np.ndarray
 
 
-def predict_files(run: trained.TrainedRun, paths: Sequence[str], *, ten_crop: bool = False,
+def predict_files(run: rundir.TrainedRun, paths: Sequence[str], *, ten_crop: bool = False,
                   data_dir: str | None = None, info: data.DatasetInfo | None = None,
                   top: int = TOP_K) -> list[Prediction]:
   """The `top` most probable classes of each image file, with the evaluation's preprocessing.
@@ -337,7 +307,7 @@ def shard_paths(out: str, total: int, shard_size: int) -> list[str]:
   return [f'{stem}-{i:05d}-of-{count:05d}.npz' for i in range(count)]
 
 
-def write_features(run: trained.TrainedRun, split: str, out: str, *, dtype: str = 'float32',
+def write_features(run: rundir.TrainedRun, split: str, out: str, *, dtype: str = 'float32',
                    shard_size: int = 100_000, batch_size: int | None = None,
                    data_dir: str | None = None) -> list[str]:
   """Writes the fc7 features, logits, labels and ids of a split into .npz shards.
@@ -363,7 +333,7 @@ def write_features(run: trained.TrainedRun, split: str, out: str, *, dtype: str 
   if existing:
     raise errors.WorkdirError(f'{existing[0]} exists already ({len(existing)} of the '
                               f'{len(paths)} shards); remove them or choose another --out.')
-  check_writable(os.path.dirname(paths[0]))
+  rundir.check_writable(os.path.dirname(paths[0]))
   os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
   pending = {key: [] for key in ('fc7', 'logits', 'label', 'id')}
   written = []
@@ -373,12 +343,9 @@ def write_features(run: trained.TrainedRun, split: str, out: str, *, dtype: str 
     shard = {key: value[:rows] for key, value in joined.items()}
     for key in pending:
       pending[key] = [joined[key][rows:]]
-    path = paths[len(written)]
-    with open(path + '.tmp', 'wb') as f:
-      np.savez(f, fc7=shard['fc7'].astype(dtype), logits=shard['logits'].astype(dtype),
-               label=shard['label'], id=shard['id'])
-    os.replace(path + '.tmp', path)
-    written.append(path)
+    written.append(rundir.atomic_write(paths[len(written)], lambda f: np.savez(
+        f, fc7=shard['fc7'].astype(dtype), logits=shard['logits'].astype(dtype),
+        label=shard['label'], id=shard['id']), binary=True))
 
   buffered = 0
   for batch in feature_batches(run, split, batch_size=batch_size, info=info):

@@ -15,7 +15,6 @@ Nothing here imports TensorFlow.
 from collections.abc import Callable
 from collections.abc import Sequence
 import functools
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -25,17 +24,6 @@ import numpy as np
 
 Array = jax.Array
 Towers = tuple[Array, ...]
-
-# XLA's CPU backend hands float32 convolutions to YNNPACK by default; its
-# weight-gradient convolutions (a 27x27 window for conv2's, 55x55 for conv1's)
-# ran 4-5x slower there than in XLA's Eigen path, which made them half of the
-# training step (docs/benchmarks.md, "Training step"). XLA reads XLA_FLAGS
-# once, when JAX first starts a backend, so this applies to every computation
-# of a process that imports alexnet_jax before running JAX code; a
-# user's own setting of the flag wins. Other backends ignore it.
-CPU_CONVOLUTION_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
-if 'xla_cpu_experimental_ynn_fusion_type' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {CPU_CONVOLUTION_FLAG}".strip()
 
 class TowerLayer(nn.Module):
   """What every tower layer has: one kernel and bias per local tower.

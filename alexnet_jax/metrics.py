@@ -10,24 +10,17 @@ specificity per tower and the training curves as images (`write_images`).
 
 import json
 import os
+import time
 
 from flax.metrics import tensorboard
 import ml_collections
 import numpy as np
 
 from alexnet_jax import plots
+from alexnet_jax import rundir
 
 # The kernel mosaic's pixels are repeated this many times each way in TensorBoard.
 KERNEL_ZOOM = 3
-
-
-def read_rows(workdir: str) -> list[dict]:
-  """metrics.jsonl's objects in file order (empty when the run has logged nothing)."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
 
 
 def rgb_kernels(kernels: np.ndarray, channel_order: str) -> np.ndarray:
@@ -37,13 +30,38 @@ def rgb_kernels(kernels: np.ndarray, channel_order: str) -> np.ndarray:
   return kernels[..., ::-1, :] if channel_order == 'bgr' else kernels
 
 
+class Progress:
+  """Throughput and time left of work counted toward a total (a run's steps, a pass's examples)."""
+
+  def __init__(self, total: int, done: int = 0):
+    self.total = total
+    self._first = self._window_done = done
+    self._started = self._window_start = time.perf_counter()
+
+  def seconds_in_window(self) -> float:
+    """Seconds since the last `window` call (or the start)."""
+    return time.perf_counter() - self._window_start
+
+  def window(self, done: int) -> tuple[float, str]:
+    """(units per second since the last call, 'ETA 1h02m03s' at the mean rate since the
+    start); starts a new window."""
+    now = time.perf_counter()
+    rate = (done - self._window_done) / max(now - self._window_start, 1e-9)
+    mean_rate = (done - self._first) / max(now - self._started, 1e-9)
+    seconds = int((self.total - done) / max(mean_rate, 1e-9))
+    self._window_start, self._window_done = now, done
+    return rate, f'ETA {seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s'
+
+
 class MetricsWriter:
   """Appends metrics to metrics.jsonl and to TensorBoard under <workdir>/tensorboard/."""
 
   def __init__(self, workdir: str, enabled: bool = True):
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.workdir = workdir
+    self.path = os.path.join(workdir, rundir.METRICS_FILE)
     self.enabled = enabled
-    self._tb = tensorboard.SummaryWriter(os.path.join(workdir, 'tensorboard')) if enabled else None
+    self._tb = (tensorboard.SummaryWriter(os.path.join(workdir, rundir.TENSORBOARD_DIR))
+                if enabled else None)
 
   def truncate_after(self, step: int) -> None:
     """Drops metrics.jsonl lines logged after `step`: a resumed run logs those
@@ -51,12 +69,8 @@ class MetricsWriter:
     run twice show twice.)"""
     if not self.enabled or not os.path.exists(self.path):
       return
-    with open(self.path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    kept = [row for row in rundir.read_metrics(self.workdir) if row['step'] <= step]
+    rundir.atomic_write(self.path, lambda f: f.writelines(json.dumps(row) + '\n' for row in kept))
 
   def write(self, step: int, values: dict) -> None:
     if not self.enabled:
@@ -89,7 +103,7 @@ class MetricsWriter:
     self._tb.image('conv1_kernels', (zoomed * 255).round().astype(np.uint8), step)
     for tower, value in enumerate(plots.colour_specificity(conv1_kernels).mean(axis=1)):
       self._tb.scalar(f'conv1_colour_specificity/tower{tower}', float(value), step)
-    curves = plots.curves_figure(read_rows(os.path.dirname(self.path)), steps_per_epoch)
+    curves = plots.curves_figure(rundir.read_metrics(self.workdir), steps_per_epoch)
     self._tb.image('curves', plots.figure_pixels(curves), step)
     self._tb.flush()
 

@@ -16,11 +16,12 @@ an RGB array (for TensorBoard). Nothing here imports TensorFlow.
 """
 
 from collections.abc import Sequence
-import os
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
+
+from alexnet_jax import rundir
 
 # Bar colours of the predictions figure: the true class red, as in Figure 4.
 TRUE_CLASS_COLOUR = '#d62728'
@@ -208,6 +209,5 @@ def figure_pixels(fig: Figure) -> np.ndarray:
 def save_png(fig: Figure, path: str) -> None:
   """Writes `fig` as a PNG at `path` (atomically: a temporary file, then a rename)."""
   FigureCanvasAgg(fig)
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, format='png', bbox_inches='tight')
-  os.replace(tmp, path)
+  rundir.atomic_write(path, lambda f: fig.savefig(f, format='png', bbox_inches='tight'),
+                    binary=True)

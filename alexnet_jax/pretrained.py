@@ -31,7 +31,6 @@ trained run; `export_stablehlo` writes a self-contained inference function.
 
 import functools
 import importlib.util
-import json
 import os
 from typing import Any
 
@@ -45,6 +44,7 @@ from alexnet_jax import checkpoint
 from alexnet_jax import config as config_lib
 from alexnet_jax import errors
 from alexnet_jax import model as model_lib
+from alexnet_jax import rundir
 
 Weights = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -286,8 +286,7 @@ def write_npz(path: str, weights: Weights) -> None:
   arrays = {}
   for name, (w, b) in weights.items():
     arrays[f'{name}.weight'], arrays[f'{name}.bias'] = w, b
-  with open(path, 'wb') as f:
-    np.savez(f, **arrays)
+  rundir.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
 def read_npz(path: str) -> Weights:
@@ -494,9 +493,7 @@ def check_new_workdir(workdir: str) -> None:
   """Raises PretrainedError if `workdir` holds a run (the import would mix with it)."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise PretrainedError(f'The workdir {workdir} exists and is not a directory.')
-  ckpt = os.path.join(workdir, 'checkpoints')
-  if (os.path.isdir(ckpt) and os.listdir(ckpt)) or os.path.exists(
-      os.path.join(workdir, 'config.json')):
+  if os.path.isdir(workdir) and rundir.holds_run(workdir):
     raise PretrainedError(f'The workdir {workdir} already holds a run (config.json or '
                           'checkpoints); choose a new --workdir for the converted network.')
 
@@ -516,29 +513,18 @@ def write_workdir(workdir: str, weights: Weights, *, source: str = '', weights_p
   config.pretrained.source, config.pretrained.weights = source, weights_path
   if mean is not None:
     config.input.mean_file = 'caffe_mean.npy'
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise errors.WorkdirError(f'Cannot create the workdir {workdir!r}: {e.strerror}. '
-                              'Choose a --workdir you can write to.') from None
+  rundir.make_workdir(workdir)
   if mean is not None:
-    np.save(os.path.join(workdir, 'caffe_mean.npy'),
-            np.ascontiguousarray(mean.transpose(1, 2, 0), np.float32))
-  with open(os.path.join(workdir, 'class_names.json'), 'w') as f:
-    json.dump({'wnids': wnids, 'class_names': names}, f, indent=0)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+    rundir.write_npy(os.path.join(workdir, config.input.mean_file),
+                   np.ascontiguousarray(mean.transpose(1, 2, 0), np.float32))
+  rundir.write_class_names(workdir, names, wnids)
+  rundir.write_config(workdir, config)
   save_checkpoint(workdir, params)
 
 
 def load_workdir(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
   """(config, params as NumPy) of a workdir: a converted network or a trained run."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise PretrainedError(f'{workdir} holds no config.json: give the --workdir of a converted '
-                          'network or of a training run.')
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = rundir.read_config(workdir)
   _, params = checkpoint.load_params(workdir)
   return config, params
 
@@ -565,5 +551,4 @@ def export_stablehlo(model: model_lib.AlexNet, params: dict[str, Any], path: str
   batch, = jax.export.symbolic_shape('batch')
   spec = jax.ShapeDtypeStruct((batch, model.image_size, model.image_size, 3), jnp.float32)
   exported = jax.export.export(jax.jit(predict), platforms=platforms)(spec)
-  with open(path, 'wb') as f:
-    f.write(exported.serialize())
+  rundir.atomic_write(path, lambda f: f.write(exported.serialize()), binary=True)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from alexnet_jax import compilation
 from alexnet_jax import parallel
 from alexnet_jax.model import AlexNet
 
@@ -52,7 +53,7 @@ def make_train_step(model: AlexNet, tx: optax.GradientTransformation,
     top1_error = jnp.mean(jnp.argmax(logits, -1) != batch['label'])
     return params, opt_state, {'loss': loss, 'top1_error': top1_error}
 
-  return jax.jit(step, donate_argnums=(0, 1))
+  return compilation.jit(step, donate_argnums=(0, 1))
 
 
 def _flat_crops(images: jax.Array) -> tuple[jax.Array, int]:
@@ -61,8 +62,9 @@ def _flat_crops(images: jax.Array) -> tuple[jax.Array, int]:
   return images.reshape(-1, *images.shape[-3:]), crops
 
 
-def make_predict_step(model: AlexNet, mesh: jax.sharding.Mesh) -> Callable:
-  """The jitted test-time prediction: predict(params, images) -> (N, classes) probabilities.
+def predict_fn(model: AlexNet, mesh: jax.sharding.Mesh) -> Callable:
+  """Test-time prediction, not jitted (for use inside other steps):
+  predict(params, images) -> (N, classes) probabilities.
 
   images: (N, S, S, 3) or (N, crops, S, S, 3) mean-subtracted float32. With
   several crops the softmax outputs are averaged over them (section 4.1's
@@ -77,7 +79,12 @@ def make_predict_step(model: AlexNet, mesh: jax.sharding.Mesh) -> Callable:
     probs = jax.nn.softmax(forward(params, flat, ids, jax.random.key(0)))
     return probs.reshape(images.shape[0], crops, -1).mean(axis=1)
 
-  return jax.jit(predict)
+  return predict
+
+
+def make_predict_step(model: AlexNet, mesh: jax.sharding.Mesh) -> Callable:
+  """`predict_fn`, jitted."""
+  return compilation.jit(predict_fn(model, mesh))
 
 
 def error_sums(probs: jax.Array, labels: jax.Array, mask: jax.Array) -> dict:
@@ -102,14 +109,14 @@ def make_eval_step(model: AlexNet, mesh: jax.sharding.Mesh) -> Callable:
   """The jitted evaluation step: eval_step(params, batch) -> `error_sums` of the batch.
 
   batch: {'image': (B, S, S, 3) or (B, crops, S, S, 3), 'label': (B,),
-  'mask': (B,) bool}; several crops are averaged as in `make_predict_step`.
+  'mask': (B,) bool}; several crops are averaged as in `predict_fn`.
   """
-  predict = make_predict_step(model, mesh)
+  predict = predict_fn(model, mesh)
 
   def eval_step(params, batch):
     return error_sums(predict(params, batch['image']), batch['label'], batch['mask'])
 
-  return jax.jit(eval_step)
+  return compilation.jit(eval_step)
 
 
 def make_feature_step(model: AlexNet, mesh: jax.sharding.Mesh) -> Callable:
@@ -126,7 +133,7 @@ def make_feature_step(model: AlexNet, mesh: jax.sharding.Mesh) -> Callable:
     logits, fc7 = forward(params, images, ids, jax.random.key(0))
     return fc7.astype(jnp.float32), logits
 
-  return jax.jit(features)
+  return compilation.jit(features)
 
 
 def evaluate(eval_step: Callable, params: Any, mesh: jax.sharding.Mesh,

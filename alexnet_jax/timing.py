@@ -1,4 +1,4 @@
-"""Step throughput: the measurements behind `python -m alexnet_jax.benchmark` and benchmarks/.
+"""Step throughput: the measurements behind `python -m alexnet_jax.tools.benchmark` and benchmarks/.
 
 Feeds a fixed synthetic batch already on the devices, so it times the step
 alone (forward, backward and the paper's update; or the evaluation step), not

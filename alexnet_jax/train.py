@@ -31,7 +31,6 @@ import dataclasses
 import math
 import os
 import signal
-import time
 from typing import Any
 
 from absl import logging
@@ -50,8 +49,8 @@ from alexnet_jax import metrics as metrics_lib
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax import parallel
+from alexnet_jax import rundir
 from alexnet_jax import steps
-from alexnet_jax import trained
 from alexnet_jax import transfer
 
 
@@ -76,35 +75,6 @@ class TrainState:
 def all_finite(tree) -> jax.Array:
   """True when every element of every array in `tree` is finite (run before each save)."""
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-  """The step arithmetic of a run: when to log, evaluate and save."""
-  total_steps: int
-  steps_per_epoch: int
-  eval_every: int
-  log_every: int
-  checkpoint_every: int
-
-  @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, num_train_examples: int) -> 'Schedule':
-    steps_per_epoch = max(1, num_train_examples // config.batch_size)
-    total = config.num_train_steps or config.num_epochs * steps_per_epoch
-    return cls(total, steps_per_epoch, config.eval_every_steps or steps_per_epoch,
-               config.log_every_steps, config.checkpoint_every_steps)
-
-  def _due(self, step: int, every: int) -> bool:
-    return step % every == 0 or step == self.total_steps
-
-  def log_due(self, step: int) -> bool:
-    return self._due(step, self.log_every)
-
-  def eval_due(self, step: int) -> bool:
-    return self._due(step, self.eval_every)
-
-  def checkpoint_due(self, step: int) -> bool:
-    return self._due(step, self.checkpoint_every)
 
 
 class _StopRequest(contextlib.AbstractContextManager):
@@ -196,7 +166,7 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str,
   already taken (`config_lib.RESUME_FIXED`: batch size, network, input,
   dataset, seed, update rule), unless config.allow_config_change is set.
   """
-  started = trained.config_in_force(workdir, step)
+  started = rundir.config_in_force(workdir, step)
   if started is None:  # a workdir from before configs were kept
     return {}
   name, fields = started
@@ -214,17 +184,6 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str,
   return changes
 
 
-def _prepare_workdir(workdir: str) -> None:
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise errors.WorkdirError(f'Cannot create the workdir {workdir!r}: {e.strerror}. '
-                              'Choose a --workdir you can write to.') from None
-  if not os.access(workdir, os.W_OK | os.X_OK):
-    raise errors.WorkdirError(f'The workdir {workdir!r} is not writable by this user. '
-                              'Choose a --workdir you can write to, or fix its permissions.')
-
-
 def _dataset_info(config: ml_collections.ConfigDict) -> data.DatasetInfo:
   """data.get_dataset_info, run by process 0 first so that processes sharing a
   filesystem do not generate, prepare or write statistics at the same time."""
@@ -240,36 +199,207 @@ def _dataset_info(config: ml_collections.ConfigDict) -> data.DatasetInfo:
   return result
 
 
-class _Progress:
-  """The training loss and images/s since the last log line, and the ETA."""
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What a run is built from, fixed for its whole length (the state changes, this does not)."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  info: data.DatasetInfo
+  model: model_lib.AlexNet
+  mesh: jax.sharding.Mesh
+  schedule: config_lib.Schedule
+  tx: Any                             # optax.GradientTransformation
+  plateau: optim.Plateau | None       # None: lr_policy 'steps'
+  shard: tuple[int, int]              # (index, count) of the rows of every batch this process reads
+  manager: ocp.CheckpointManager
+  writer: metrics_lib.MetricsWriter | None = None  # opened once the initial state is known
 
-  def __init__(self, batch_size: int, schedule: Schedule, first_step: int):
-    self.batch_size, self.schedule, self.first_step = batch_size, schedule, first_step
-    self.started = time.perf_counter()
-    self._reset()
 
-  def _reset(self):
-    self.loss, self.steps, self.window_start = 0.0, 0, time.perf_counter()
+def fresh_state(config: ml_collections.ConfigDict, workdir: str, model: model_lib.AlexNet,
+                mesh: jax.sharding.Mesh, tx: Any, class_names: tuple[str, ...]) -> TrainState:
+  """Step 0: section 5's initialization, or another run's weights (`config.init_from`,
+  section 6's pre-training) when `workdir` has no checkpoint to resume from.
 
-  def add(self, loss: float) -> None:
-    self.loss += loss
-    self.steps += 1
+  Raises before anything is written into `workdir` when the source cannot be used.
+  """
+  params = parallel.init_params(model, mesh, jax.random.fold_in(jax.random.key(config.seed), 0))
+  if config.init_from and checkpoint.all_steps(workdir):
+    logging.info('config.init_from=%s ignored: resuming from the checkpoints in %s.',
+                 config.init_from, workdir)
+  elif config.init_from:
+    transfer_plan, source_params = transfer.plan(config.init_from, params, class_names)
+    logging.info('%s', transfer_plan.summary())
+    params = transfer.apply(transfer_plan, source_params, params)
+  return TrainState(step=0, params=params, opt_state=parallel.init_opt_state(tx, params, mesh),
+                    plateau=optim.PlateauState())
 
-  def log(self, step: int, learning_rate: float, writer: metrics_lib.MetricsWriter) -> None:
-    """Writes train_loss, learning_rate, images_per_sec and prints the progress line."""
-    if not self.steps:
-      return
-    loss = self.loss / self.steps
-    images_per_sec = self.steps * self.batch_size / (time.perf_counter() - self.window_start)
-    writer.write(step, {'train_loss': loss, 'learning_rate': learning_rate,
-                        'images_per_sec': images_per_sec})
-    total = self.schedule.total_steps
-    seconds = int((time.perf_counter() - self.started) / (step - self.first_step)
-                  * (total - step))
-    logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | '
-                 'ETA %dh%02dm%02ds', step, total, step / self.schedule.steps_per_epoch, loss,
-                 learning_rate, images_per_sec, seconds // 3600, seconds % 3600 // 60, seconds % 60)
-    self._reset()
+
+def resume(run: _Run, state: TrainState) -> tuple[TrainState, dict[str, tuple[Any, Any]]]:
+  """The latest checkpoint in the workdir (`state` when there is none), and the config
+  fields changed since it was saved.
+
+  A changed config.learning_rate applies from now on, after the plateau drops
+  already made. Raises before anything in the workdir changes when the
+  checkpoint does not fit the config.
+  """
+  latest = run.manager.latest_step()
+  if latest is None:
+    return state, {}
+  state = checkpoint.restore(run.manager, latest, state)
+  changes = check_resume_config(run.config, run.workdir, latest)
+  logging.info('Resumed from the checkpoint at step %d in %s.', latest, run.manager.directory)
+  if run.plateau is not None:
+    rate = run.plateau.learning_rate(run.config.learning_rate, state.plateau)
+    stored = optim.learning_rate(state.opt_state)
+    if np.float32(rate) != np.float32(stored):
+      logging.info('Learning rate %.3g from step %d: config.learning_rate %.3g after %d drops '
+                   '(the checkpoint had %.3g).', rate, latest, run.config.learning_rate,
+                   state.plateau.drops, stored)
+      state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, rate))
+  return state, changes
+
+
+def write_run_files(run: _Run, resumed_at: int | None, changes: dict) -> None:
+  """What `rundir.open_run` reads to use the network without the data (process 0 only).
+
+  The run's config stays as it started (config.json); an allowed change on
+  resume is kept beside it as config_from_step_<N>.json.
+  """
+  run.writer.write_hparams(run.config)
+  if jax.process_index() != 0:
+    return
+  if resumed_at is None or not os.path.exists(os.path.join(run.workdir, rundir.CONFIG_FILE)):
+    rundir.write_config(run.workdir, run.config)
+  elif changes:
+    rundir.write_config(run.workdir, run.config, from_step=resumed_at)
+  rundir.write_class_names(run.workdir, run.info.class_names)
+  if run.config.input.mean == 'dataset':  # so that predicting needs no dataset
+    rundir.write_mean_image(run.workdir, run.info.stats.mean_image)
+
+
+def _non_finite(run: _Run, what: str) -> errors.NonFiniteLossError:
+  return errors.NonFiniteLossError(
+      f'{what}; stopping. The last good checkpoint (step {run.manager.latest_step()}) is kept '
+      f'in {run.manager.directory}. Lower config.learning_rate or check the input data.')
+
+
+def _save(run: _Run, state: TrainState, evaluation: dict | None = None) -> None:
+  """Checkpoints `state`; `evaluation` (this step's) makes it a candidate for the best."""
+  # The loss checked so far came from the parameters before the last update:
+  # make sure that update did not overflow before keeping its result.
+  if not bool(all_finite(state.params)):
+    raise _non_finite(run, f'The parameters became NaN or infinite at step {state.step}')
+  checkpoint.save(run.manager, state, evaluation)
+
+
+def _evaluate(run: _Run, eval_step, state: TrainState, ten_crop: bool) -> dict:
+  """Evaluates `state` on the validation split, logs and writes the result; returns
+  {'eval_loss', 'eval_top1_error', 'eval_top5_error'} (with ten crops 'eval_ten_crop_...')."""
+  batches = data.eval_iterator(run.info, run.config.input,
+                               batch_size=run.config.eval_batch_size or run.config.batch_size,
+                               ten_crop=ten_crop, process_index=run.shard[0],
+                               process_count=run.shard[1])
+  result = steps.evaluate(eval_step, state.params, run.mesh, batches)
+  prefix = 'eval_ten_crop_' if ten_crop else 'eval_'
+  values = {prefix + k: v for k, v in result.items() if k != 'count'}
+  run.writer.write(state.step, values)
+  if not ten_crop:  # Figure 3's kernels and the curves so far, as TensorBoard images
+    kernels = multihost_utils.process_allgather(state.params['conv1']['kernel'], tiled=True)
+    run.writer.write_images(state.step,
+                            metrics_lib.rgb_kernels(kernels, run.config.input.channel_order),
+                            run.schedule.steps_per_epoch)
+  logging.info('step %d: %s over %d examples: loss %.4f, top-1 error %.4f, top-5 error %.4f',
+               state.step, 'ten-crop evaluation' if ten_crop else 'evaluation', result['count'],
+               result['loss'], result['top1_error'], result['top5_error'])
+  return values
+
+
+def _apply_plateau(run: _Run, state: TrainState, error: float) -> TrainState:
+  """Section 5: divide the rate by 10 when the validation error stops improving."""
+  # In float32, as the checkpoint stores it, so a resumed run decides alike.
+  plateau_state, dropped = run.plateau.update(state.plateau, float(np.float32(error)))
+  opt_state = state.opt_state
+  if dropped:
+    old = optim.learning_rate(opt_state)
+    new = run.plateau.learning_rate(run.config.learning_rate, plateau_state)
+    opt_state = optim.set_learning_rate(opt_state, new)
+    logging.info('step %d: validation error stopped improving; learning rate %.3g -> %.3g '
+                 '(drop %d of at most %d).', state.step, old, new, plateau_state.drops,
+                 run.plateau.max_drops)
+  return state.replace(plateau=plateau_state, opt_state=opt_state)
+
+
+def _finite_loss(run: _Run, step: int, step_metrics: dict) -> float:
+  """The training loss of `step` read from the device; stops the run if it is not finite."""
+  loss = float(step_metrics['loss'])
+  if not math.isfinite(loss):
+    raise _non_finite(run, f'The training loss became {loss} at step {step}')
+  return loss
+
+
+def _log_progress(run: _Run, step: int, losses: list[float], progress: metrics_lib.Progress,
+                  learning_rate: float) -> None:
+  """Writes train_loss, learning_rate and images_per_sec, and prints the progress line."""
+  steps_per_s, eta = progress.window(step)
+  loss = sum(losses) / len(losses)
+  images_per_sec = steps_per_s * run.config.batch_size
+  run.writer.write(step, {'train_loss': loss, 'learning_rate': learning_rate,
+                          'images_per_sec': images_per_sec})
+  logging.info('step %d/%d | epoch %.2f | loss %.4f | lr %.2g | %.1f images/s | %s', step,
+               run.schedule.total_steps, step / run.schedule.steps_per_epoch, loss,
+               learning_rate, images_per_sec, eta)
+
+
+def train_loop(run: _Run, state: TrainState,
+               stop: '_StopRequest') -> tuple[TrainState, dict, str | None]:
+  """Section 5's recipe from `state` to the end of the schedule or a stop request.
+
+  Each step's loss is read one step late, so that the device is already busy
+  with the next step. Evaluations drive the learning-rate policy; every
+  evaluation's state is saved (it may be the best one).
+
+  Returns (the last state, the last evaluation, the signal that stopped the run or None).
+  """
+  train_step = steps.make_train_step(run.model, run.tx, run.mesh)
+  eval_step = steps.make_eval_step(run.model, run.mesh)
+  dropout_root = jax.random.fold_in(jax.random.key(run.config.seed), 1)
+  schedule = run.schedule
+  batches = data.train_iterator(run.info, run.config.input, batch_size=run.config.batch_size,
+                                seed=run.config.seed, start_step=state.step,
+                                process_index=run.shard[0], process_count=run.shard[1])
+  progress = metrics_lib.Progress(schedule.total_steps, state.step)
+  result, losses, pending, stopped_by = {}, [], None, None
+  try:
+    while state.step < schedule.total_steps and stopped_by is None:
+      batch = parallel.shard_batch(next(batches), run.mesh)
+      params, opt_state, step_metrics = train_step(
+          state.params, state.opt_state, batch, jax.random.fold_in(dropout_root, state.step))
+      if pending:
+        losses.append(_finite_loss(run, *pending))
+      state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+      pending = (state.step, step_metrics)
+      at_log, at_eval = schedule.log_due(state.step), schedule.eval_due(state.step)
+      at_save = at_eval or schedule.checkpoint_due(state.step)
+      if at_log or at_save:
+        losses.append(_finite_loss(run, *pending))
+        pending = None
+      if at_log:
+        _log_progress(run, state.step, losses, progress, optim.learning_rate(state.opt_state))
+        losses = []
+      if at_eval:
+        result = _evaluate(run, eval_step, state, ten_crop=False)
+        if run.plateau is not None:
+          state = _apply_plateau(run, state, result['eval_top1_error'])
+      if at_save:
+        _save(run, state, result if at_eval else None)
+      stopped_by = stop.stopped_by(state.step)
+    if pending:
+      _finite_loss(run, *pending)
+  finally:
+    batches.close()  # stops the input pipeline's threads now, not at interpreter exit
+  if stopped_by is None and run.config.ten_crop_eval:
+    result = {**result, **_evaluate(run, eval_step, state, ten_crop=True)}
+  return state, result, stopped_by
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -286,178 +416,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                     config.distributed.num_processes,
                                     config.distributed.process_id)
   check_config(config)
-  _prepare_workdir(workdir)
+  rundir.make_workdir(workdir)
   logging.info('JAX %s, backend %s, %d devices in %d processes (this is process %d).',
                jax.__version__, jax.default_backend(), jax.device_count(), jax.process_count(),
                jax.process_index())
-
   info = _dataset_info(config)
-  model = model_lib.from_config(config.model, info.num_classes,
-                                image_size=config.input.crop_size)
+  model = model_lib.from_config(config.model, info.num_classes, image_size=config.input.crop_size)
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model, model.towers)
-  eval_batch_size = config.eval_batch_size or config.batch_size
-  # Which rows of every global batch this process reads (processes holding
-  # the two towers of one data block read the same rows).
-  shard_index, shard_count = parallel.input_shard(config.batch_size, mesh)
-  schedule = Schedule.from_config(config, info.num_train_examples)
+  schedule = config_lib.Schedule.from_config(config, info.num_train_examples)
   logging.info('%s: %d training / %d validation examples, %d classes; mesh %s; %d steps '
                '(%d per epoch) of %d images.', config.dataset, info.num_train_examples,
                info.num_eval_examples, info.num_classes, dict(mesh.shape), schedule.total_steps,
                schedule.steps_per_epoch, config.batch_size)
-
   tx = optim.make_optimizer(config)
-  plateau = optim.Plateau(**config.plateau) if config.lr_policy == 'plateau' else None
-  root_key = jax.random.key(config.seed)
-  params = parallel.init_params(model, mesh, jax.random.fold_in(root_key, 0))
-  state = TrainState(step=0, params=params, opt_state=parallel.init_opt_state(tx, params, mesh),
-                     plateau=optim.PlateauState())
-  if config.init_from:  # section 6's pre-training: another run's weights, on a fresh start only
-    if checkpoint.all_steps(workdir):
-      logging.info('config.init_from=%s ignored: resuming from the checkpoints in %s.',
-                   config.init_from, workdir)
-    else:  # raises before anything is written when the source cannot be used
-      transfer_plan, source_params = transfer.plan(config.init_from, params, info.class_names)
-      logging.info('%s', transfer_plan.summary())
-      state = state.replace(params=transfer.apply(transfer_plan, source_params, params))
-
-  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
-  latest = manager.latest_step()
-  changes = {}
-  if latest is not None:  # raises before anything in the workdir changes if shapes differ
-    state = checkpoint.restore(manager, latest, state)
-    changes = check_resume_config(config, workdir, latest)
-    logging.info('Resumed from the checkpoint at step %d in %s.', latest, manager.directory)
-    if plateau is not None:  # a changed config.learning_rate applies now, after the drops made
-      rate = plateau.learning_rate(config.learning_rate, state.plateau)
-      if np.float32(rate) != np.float32(optim.learning_rate(state.opt_state)):
-        logging.info('Learning rate %.3g from step %d: config.learning_rate %.3g after %d '
-                     'drops (the checkpoint had %.3g).', rate, latest, config.learning_rate,
-                     state.plateau.drops, optim.learning_rate(state.opt_state))
-        state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, rate))
-  is_chief = jax.process_index() == 0
-  writer = metrics_lib.MetricsWriter(workdir, enabled=is_chief)
-  if latest is not None:
-    writer.truncate_after(latest)
-  writer.write_hparams(config)
-  if is_chief:  # what `alexnet_jax.trained` reads to use the network without the data
-    # The run's config stays as it started; an allowed change is kept beside it.
-    config_name = None
-    if latest is None or not os.path.exists(os.path.join(workdir, 'config.json')):
-      config_name = 'config.json'
-    elif changes:
-      config_name = f'config_from_step_{latest}.json'
-    if config_name:
-      with open(os.path.join(workdir, config_name), 'w') as f:
-        f.write(config.to_json_best_effort(indent=2))
-    trained.write_class_names(workdir, info.class_names)
-    if config.input.mean == 'dataset':  # so that predicting needs no dataset
-      trained.write_mean_image(workdir, info.stats.mean_image)
-
-  def non_finite(what: str) -> errors.NonFiniteLossError:
-    return errors.NonFiniteLossError(
-        f'{what}; stopping. The last good checkpoint (step {manager.latest_step()}) is kept '
-        f'in {manager.directory}. Lower config.learning_rate or check the input data.')
-
-  def save(evaluation: dict | None = None):
-    """Checkpoints the state; `evaluation` (this step's) makes it a candidate for the best."""
-    # The loss checked so far came from the parameters before the last update:
-    # make sure that update did not overflow before keeping its result.
-    if not bool(all_finite(state.params)):
-      raise non_finite(f'The parameters became NaN or infinite at step {state.step}')
-    checkpoint.save(manager, state, evaluation)
-
-  train_step = steps.make_train_step(model, tx, mesh)
-  eval_step = steps.make_eval_step(model, mesh)
-
-  def run_eval(ten_crop: bool) -> dict:
-    batches = data.eval_iterator(info, config.input, batch_size=eval_batch_size,
-                                 ten_crop=ten_crop, process_index=shard_index,
-                                 process_count=shard_count)
-    result = steps.evaluate(eval_step, state.params, mesh, batches)
-    prefix = 'eval_ten_crop_' if ten_crop else 'eval_'
-    values = {prefix + k: v for k, v in result.items() if k != 'count'}
-    writer.write(state.step, values)
-    if not ten_crop:  # Figure 3's kernels and the curves so far, as TensorBoard images
-      kernels = multihost_utils.process_allgather(state.params['conv1']['kernel'], tiled=True)
-      writer.write_images(state.step, metrics_lib.rgb_kernels(kernels, config.input.channel_order),
-                          schedule.steps_per_epoch)
-    logging.info('step %d: %s over %d examples: loss %.4f, top-1 error %.4f, top-5 error %.4f',
-                 state.step, 'ten-crop evaluation' if ten_crop else 'evaluation',
-                 result['count'], result['loss'], result['top1_error'], result['top5_error'])
-    return values
-
-  def apply_plateau(error: float) -> None:
-    """Section 5: divide the rate by 10 when the validation error stops improving."""
-    nonlocal state
-    # In float32, as the checkpoint stores it, so a resumed run decides alike.
-    plateau_state, dropped = plateau.update(state.plateau, float(np.float32(error)))
-    opt_state = state.opt_state
-    if dropped:
-      old = optim.learning_rate(opt_state)
-      new = plateau.learning_rate(config.learning_rate, plateau_state)
-      opt_state = optim.set_learning_rate(opt_state, new)
-      logging.info('step %d: validation error stopped improving; learning rate %.3g -> %.3g '
-                   '(drop %d of at most %d).', state.step, old, new, plateau_state.drops,
-                   plateau.max_drops)
-    state = state.replace(plateau=plateau_state, opt_state=opt_state)
-
-  dropout_root = jax.random.fold_in(root_key, 1)
-  batches = data.train_iterator(info, config.input, batch_size=config.batch_size,
-                                seed=config.seed, start_step=state.step,
-                                process_index=shard_index, process_count=shard_count)
-  result = {}
-  pending = None  # (step, metrics) of the last step, read one step late to keep the device busy
-  progress = _Progress(config.batch_size, schedule, state.step)
-
-  def collect():
-    """Reads the pending step's loss; stops the run if it is not finite."""
-    nonlocal pending
-    if pending is None:
-      return
-    done_step, m = pending
-    pending = None
-    loss = float(m['loss'])
-    if not math.isfinite(loss):
-      raise non_finite(f'The training loss became {loss} at step {done_step}')
-    progress.add(loss)
-
-  stopped_by = None  # the signal that stopped the run, agreed by all processes
+  state = fresh_state(config, workdir, model, mesh, tx, info.class_names)
+  run = _Run(config, workdir, info, model, mesh, schedule, tx,
+             optim.Plateau(**config.plateau) if config.lr_policy == 'plateau' else None,
+             # Which rows of every global batch this process reads (processes holding
+             # the two towers of one data block read the same rows).
+             parallel.input_shard(config.batch_size, mesh),
+             checkpoint.make_manager(workdir, config.keep_checkpoints))
   try:
-    with _StopRequest(manager) as stop:
-      while state.step < schedule.total_steps and stopped_by is None:
-        batch = parallel.shard_batch(next(batches), mesh)
-        params, opt_state, m = train_step(state.params, state.opt_state, batch,
-                                          jax.random.fold_in(dropout_root, state.step))
-        collect()
-        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-        pending = (state.step, m)
-        at_log, at_eval = schedule.log_due(state.step), schedule.eval_due(state.step)
-        at_ckpt = schedule.checkpoint_due(state.step)
-        if at_log or at_eval or at_ckpt:
-          collect()
-        if at_log:
-          progress.log(state.step, optim.learning_rate(state.opt_state), writer)
-        if at_eval:
-          result = run_eval(ten_crop=False)
-          if plateau is not None:
-            apply_plateau(result['eval_top1_error'])
-        if at_ckpt or at_eval:  # every evaluation's state may be the best one
-          save(result if at_eval else None)
-        stopped_by = stop.stopped_by(state.step)
-      collect()
-      interrupted = stopped_by is not None
-      if interrupted:
-        if manager.latest_step() != state.step:
-          save()
+    state, changes = resume(run, state)
+    resumed_at = run.manager.latest_step()
+    run = dataclasses.replace(
+        run, writer=metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0))
+    if resumed_at is not None:
+      run.writer.truncate_after(resumed_at)
+    write_run_files(run, resumed_at, changes)
+    with _StopRequest(run.manager) as stop:
+      state, result, stopped_by = train_loop(run, state, stop)
+      if stopped_by is not None:
+        if run.manager.latest_step() != state.step:
+          _save(run, state)
         logging.info('Received %s%s: saved the checkpoint at step %d and stopped. Run the same '
                      'command again to resume.', stopped_by,
                      '' if stop.signal else ' (a preemption notice to this or another process)',
                      state.step)
-    if not interrupted and config.ten_crop_eval:
-      result.update(run_eval(ten_crop=True))
   finally:  # a save in flight completes even when the run stops on an error
-    batches.close()  # stops the input pipeline's threads now, not at interpreter exit
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
-  return {**result, 'step': state.step, 'interrupted': interrupted, 'stopped_by': stopped_by}
+    run.manager.wait_until_finished()
+    run.manager.close()
+    if run.writer is not None:
+      run.writer.close()
+  return {**result, 'step': state.step, 'interrupted': stopped_by is not None,
+          'stopped_by': stopped_by}

@@ -3,7 +3,7 @@
 Section 6's seven-CNN entry pre-trained a net with a sixth conv layer on the
 Fall 2011 release and fine-tuned it on ILSVRC-2012. Here any run's latest
 checkpoint (a workdir of `alexnet_jax.main`, or one converted by
-`alexnet_jax.convert`; `trained.open_run` reads both) initializes every
+`alexnet_jax.tools.convert`; `rundir.open_run` reads both) initializes every
 parameter of this network whose name ('conv3/kernel') and shape match; the
 others keep their initialization. The output layer (fc8) is taken only when
 the two runs have the same class names: otherwise its units mean other classes,
@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from alexnet_jax import errors
-from alexnet_jax import trained
+from alexnet_jax import rundir
 
 # The layer whose units are the classes (section 3.5's last layer).
 OUTPUT_LAYER = 'fc8'
@@ -86,7 +86,7 @@ def match(source_params: Any, target_params: Any, *, same_classes: bool) -> tupl
   return tuple(restored), kept
 
 
-def open_source(init_from: str) -> trained.TrainedRun:
+def open_source(init_from: str) -> rundir.TrainedRun:
   """The run `init_from` names, read-only at its latest checkpoint.
 
   Raises:
@@ -95,9 +95,9 @@ def open_source(init_from: str) -> trained.TrainedRun:
   if not os.path.isdir(init_from):
     raise errors.CheckpointError(
         f'config.init_from={init_from!r} is not a directory. Give the --workdir of a finished '
-        'or running training run (or of a network converted by alexnet_jax.convert).')
+        'or running training run (or of a network converted by alexnet_jax.tools.convert).')
   try:
-    return trained.open_run(init_from)
+    return rundir.open_run(init_from)
   except errors.CheckpointError as e:
     raise errors.CheckpointError(f'config.init_from cannot be used: {e}') from None
 

@@ -1,4 +1,4 @@
-"""The two-tower AlexNet in PyTorch, for `python -m alexnet_jax.benchmark --compare_torch`.
+"""The two-tower AlexNet in PyTorch, for `python -m alexnet_jax.tools.benchmark --compare_torch`.
 
 Not part of the package and never imported by it: `alexnet_jax.timing.TorchRunner`
 starts this file in a process of its own. The network is the one of

@@ -1,10 +1,10 @@
 r"""The BVLC AlexNet (Caffe's published weights) on ILSVRC-2012 with Caffe's preprocessing.
 
-  python -m alexnet_jax.convert --from=caffe --weights=bvlc_alexnet.caffemodel \
+  python -m alexnet_jax.tools.convert --from=caffe --weights=bvlc_alexnet.caffemodel \
       --mean=ilsvrc_2012_mean.binaryproto --workdir=/data/runs/bvlc_alexnet
-  python -m alexnet_jax.evaluate --workdir=/data/runs/bvlc_alexnet --crops=both \
+  python -m alexnet_jax.tools.evaluate --workdir=/data/runs/bvlc_alexnet --crops=both \
       --data_dir=~/tensorflow_datasets
-  python -m alexnet_jax.predict --workdir=/data/runs/bvlc_alexnet photo.jpg
+  python -m alexnet_jax.tools.predict --workdir=/data/runs/bvlc_alexnet photo.jpg
 
 The converter writes this config into the workdir's config.json (the commands
 above read it from there); this file names it for `--config=bvlc_alexnet`.

@@ -1,7 +1,7 @@
 r"""The paper's recipe with the conventions of the authors' released code (cuda-convnet).
 
   python -m alexnet_jax.main --workdir=/tmp/cuda_convnet --config=experiments/cuda_convnet.py
-  python -m alexnet_jax.compare --workdirs=/tmp/alexnet,/tmp/cuda_convnet
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/alexnet,/tmp/cuda_convnet
 
 Where the paper's text and the authors' code differ, the code's choice:
 LRN with alpha / n (model.lrn_convention='cuda_convnet'), biases learning at

@@ -2,7 +2,7 @@ r"""The paper's ablations at demo scale: one command per claim, offline, minutes
 
   python -m alexnet_jax.main --workdir=/tmp/abl/baseline --config=experiments/demo_ablation.py
   python -m alexnet_jax.main --workdir=/tmp/abl/no_lrn --config=experiments/demo_ablation.py:no_lrn
-  python -m alexnet_jax.compare --workdirs=/tmp/abl/baseline,/tmp/abl/no_lrn
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/abl/baseline,/tmp/abl/no_lrn
 
 experiments/demo.py (the embedded 12-class 'shapes' dataset, 64x64 crops,
 narrower layers) for 4 epochs with one evaluation per epoch, changed as one

@@ -5,7 +5,7 @@ r"""Section 6's fine-tuning: the pre-trained conv6 net, trained further on the t
   python -m alexnet_jax.main --workdir=/tmp/finetune_demo --config=experiments/finetune.py:demo \
       --config.init_from=/tmp/pretrain_demo
   python -m alexnet_jax.main --workdir=/tmp/scratch_demo --config=experiments/finetune.py:demo
-  python -m alexnet_jax.compare --workdirs=/tmp/scratch_demo,/tmp/finetune_demo
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/scratch_demo,/tmp/finetune_demo
 
 experiments/paper.py with a sixth conv layer (model.conv6), every parameter
 taken from the run named by config.init_from (experiments/pretrain_conv6.py)

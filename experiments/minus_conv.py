@@ -2,7 +2,7 @@ r"""Section 7's claim: removing a middle convolutional layer costs about 2% top-
 
   python -m alexnet_jax.main --workdir=/tmp/minus_conv4 --config=experiments/minus_conv.py
   python -m alexnet_jax.main --workdir=/tmp/minus_conv3 --config=experiments/minus_conv.py:conv3
-  python -m alexnet_jax.compare --workdirs=/tmp/alexnet,/tmp/minus_conv4,/tmp/minus_conv3
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/alexnet,/tmp/minus_conv4,/tmp/minus_conv3
 
 experiments/paper.py without conv4 (the default), conv3 or conv5
 (model.remove_conv; the next layer reads the maps of the one before, see

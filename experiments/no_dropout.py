@@ -1,7 +1,7 @@
 r"""Section 4.2's claim: without dropout the network overfits.
 
   python -m alexnet_jax.main --workdir=/tmp/no_dropout --config=experiments/no_dropout.py
-  python -m alexnet_jax.compare --workdirs=/tmp/alexnet,/tmp/no_dropout
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/alexnet,/tmp/no_dropout
 
 experiments/paper.py without dropout on fc6 and fc7 (model.dropout_rate=0).
 Paper: "Without dropout, our network exhibits substantial overfitting.

@@ -1,7 +1,7 @@
 r"""Section 4.1's claim: PCA lighting noise lowers the top-1 error.
 
   python -m alexnet_jax.main --workdir=/tmp/no_lighting --config=experiments/no_lighting.py
-  python -m alexnet_jax.compare --workdirs=/tmp/alexnet,/tmp/no_lighting
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/alexnet,/tmp/no_lighting
 
 experiments/paper.py without the PCA lighting noise (input.lighting_std=0;
 crops and reflections stay). Paper: "This scheme reduces the top-1 error rate

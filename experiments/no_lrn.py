@@ -1,7 +1,7 @@
 r"""Section 3.3's claim: local response normalization lowers the error.
 
   python -m alexnet_jax.main --workdir=/tmp/no_lrn --config=experiments/no_lrn.py
-  python -m alexnet_jax.compare --workdirs=/tmp/alexnet,/tmp/no_lrn
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/alexnet,/tmp/no_lrn
 
 experiments/paper.py without LRN after conv1 and conv2 (model.lrn=False).
 Paper: "Response normalization reduces our top-1 and top-5 error rates by

@@ -1,7 +1,7 @@
 r"""Section 3.4's claim: overlapping max-pooling lowers the error.
 
   python -m alexnet_jax.main --workdir=/tmp/no_overlap --config=experiments/no_overlap.py
-  python -m alexnet_jax.compare --workdirs=/tmp/alexnet,/tmp/no_overlap
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/alexnet,/tmp/no_overlap
 
 experiments/paper.py with non-overlapping pooling, window 2 and stride 2
 (model.pool_window=2, model.pool_stride=2; the maps after pool1, pool2 and

@@ -1,7 +1,7 @@
 r"""Section 3.2's claim: the two-tower (two-GPU) net beats a one-tower net.
 
   python -m alexnet_jax.main --workdir=/tmp/one_tower --config=experiments/one_tower.py
-  python -m alexnet_jax.compare --workdirs=/tmp/alexnet,/tmp/one_tower
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/alexnet,/tmp/one_tower
 
 Footnote 2's comparison net: one tower with half the kernels in conv1-conv4
 (48, 128, 192, 192), conv5 (256) and the fully connected layers as in the

@@ -5,8 +5,8 @@ from test_train import small_config
 
 from alexnet_jax import data
 from alexnet_jax import inference
+from alexnet_jax import rundir
 from alexnet_jax import train
-from alexnet_jax import trained
 
 # A tiny two-tower run: 4 steps of 32 images, evaluated with the center crop and ten crops.
 TINY = {'num_train_steps': 4, 'checkpoint_every_steps': 4, 'eval_every_steps': 4,
@@ -24,12 +24,12 @@ def data_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope='session')
-def tiny_run(tmp_path_factory) -> trained.TrainedRun:
+def tiny_run(tmp_path_factory) -> rundir.TrainedRun:
   """The TINY run, trained once per test session (tests that use it only read its workdir)."""
   root = tmp_path_factory.mktemp('tiny_run')
   workdir = str(root / 'run')
   train.train_and_evaluate(small_config(str(root / 'tfds'), **TINY), workdir)
-  return trained.open_run(workdir)
+  return rundir.open_run(workdir)
 
 
 @pytest.fixture(scope='session')

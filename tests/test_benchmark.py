@@ -109,7 +109,7 @@ def test_benchmark_program_tiny_config(tmp_path):
   """--config with a tiny network, 1 step: one row whose GFLOP/s is 6 x macs x batch / step."""
   path = tmp_path / 'tiny.py'
   path.write_text(TINY_CONFIG)
-  out = _run(['alexnet_jax.benchmark', f'--config={path}', '--batch_size=4', '--steps=1',
+  out = _run(['alexnet_jax.tools.benchmark', f'--config={path}', '--batch_size=4', '--steps=1',
               '--warmup=0', '--config.input.shapes.classes=(0,1,2,3)'], tmp_path)
   assert 'IMPORTED False False' in out
   (row,) = _table(out)
@@ -124,7 +124,8 @@ def test_benchmark_program_tiny_config(tmp_path):
 
 
 def test_benchmark_rejects_unknown_torch_mode(tmp_path):
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.benchmark', '--compare_torch=jit'],
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.benchmark',
+                           '--compare_torch=jit'],
                           capture_output=True, text=True, cwd=tmp_path)
   assert result.returncode == 1 and 'eager and/or compile' in result.stderr
 
@@ -144,7 +145,7 @@ def test_benchmark_with_torch(tmp_path):
   assert theirs(torch.zeros(2, 3, 67, 67)).shape == (2, 10)
   path = tmp_path / 'tiny.py'
   path.write_text(TINY_CONFIG)
-  out = subprocess.run([sys.executable, '-m', 'alexnet_jax.benchmark', f'--config={path}',
+  out = subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.benchmark', f'--config={path}',
                         '--batch_size=4', '--steps=1', '--warmup=1', '--rounds=2',
                         '--compare_torch=eager'], capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""Tests of alexnet_jax.comparison and the compare program: runs side by side against the paper."""
+"""alexnet_jax.analysis.compare and its program: runs side by side against the paper."""
 
 import json
 import os
@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from alexnet_jax import ablations
-from alexnet_jax import comparison
 from alexnet_jax import config as config_lib
 from alexnet_jax import errors
 from alexnet_jax import train
+from alexnet_jax.analysis import compare
 
 
 def _short(spec, data_dir):
@@ -38,14 +38,14 @@ def test_two_short_runs_compare(tmp_path):
   workdirs = [str(tmp_path / 'baseline'), str(tmp_path / 'no_lrn')]
   train.train_and_evaluate(_short('demo_ablation', data_dir), workdirs[0])
   train.train_and_evaluate(_short('demo_ablation:no_lrn', data_dir), workdirs[1])
-  base, run = comparison.compare(workdirs)
+  base, run = compare.compare(workdirs)
   assert base.is_baseline and not run.is_baseline
   assert [c.name for c in run.claims] == ['no_lrn'] and not base.claims
-  for column, key in comparison.ERRORS[:2]:
+  for column, key in compare.ERRORS[:2]:
     assert run.errors[column] == _last(workdirs[1], key)
     expected = 100 * (_last(workdirs[1], key) - _last(workdirs[0], key))
     assert run.differences[column] == pytest.approx(expected, abs=1e-9)
-  table = comparison.markdown([base, run])
+  table = compare.markdown([base, run])
   d = run.differences
   assert (f'| no_lrn | no_lrn | {100 * run.errors["top1"]:.1f} / {100 * run.errors["top5"]:.1f} '
           f'| — / — | {d["top1"]:+.1f} / {d["top5"]:+.1f} | — / — | +1.4 / +1.2 |') in table
@@ -77,14 +77,14 @@ def test_claims_and_differences_from_written_runs(tmp_path):
   base = _fake_run(tmp_path / 'base', {'eval_top1_error': 0.30, 'eval_top5_error': 0.10})
   dark = _fake_run(tmp_path / 'dark', {'eval_top1_error': 0.32, 'eval_top5_error': 0.09},
                    input__lighting_std=0.0)
-  rows = comparison.compare([dark, base], baseline=base)
+  rows = compare.compare([dark, base], baseline=base)
   assert [r.workdir for r in rows] == [base, dark]
   assert rows[1].differences['top1'] == pytest.approx(2.0)
   assert rows[1].differences['top5'] == pytest.approx(-1.0)
   assert rows[1].differences['ten_crop_top1'] is None
   assert rows[1].claims == (ablations.ABLATIONS['no_lighting'],)
   assert '| dark | no_lighting | 32.0 / 9.0 | — / — | +2.0 / -1.0 | — / — | +1.0 / — |' in (
-      comparison.markdown(rows))
+      compare.markdown(rows))
 
 
 def test_runs_on_different_data_are_refused_and_nothing_is_written(tmp_path):
@@ -94,9 +94,10 @@ def test_runs_on_different_data_are_refused_and_nothing_is_written(tmp_path):
   other = _fake_run(tmp_path / 'other', {'eval_top1_error': 0.3, 'eval_top5_error': 0.1},
                     input__shapes__classes=(0, 1, 2))
   with pytest.raises(errors.ConfigError, match='did not train on the data of the baseline'):
-    comparison.compare([base, other])
+    compare.compare([base, other])
   output = tmp_path / 'table.md'
-  done = subprocess.run([sys.executable, '-m', 'alexnet_jax.compare', f'--workdirs={base},{other}',
+  done = subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.compare',
+                         f'--workdirs={base},{other}',
                          f'--output={output}'], capture_output=True, text=True)
   assert done.returncode == 1
   assert 'error: ' in done.stderr and 'Traceback' not in done.stderr
@@ -106,8 +107,8 @@ def test_runs_on_different_data_are_refused_and_nothing_is_written(tmp_path):
 def test_not_a_run_is_a_workdir_error(tmp_path):
   base = _fake_run(tmp_path / 'base', {'eval_top1_error': 0.3, 'eval_top5_error': 0.1})
   with pytest.raises(errors.CheckpointError, match='no config.json'):
-    comparison.compare([base, str(tmp_path)])
+    compare.compare([base, str(tmp_path)])
   (tmp_path / 'started').mkdir()
   (tmp_path / 'started' / 'config.json').write_text(open(os.path.join(base, 'config.json')).read())
   with pytest.raises(errors.WorkdirError, match='no metrics.jsonl'):
-    comparison.compare([base, str(tmp_path / 'started')])
+    compare.compare([base, str(tmp_path / 'started')])

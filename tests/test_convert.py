@@ -1,4 +1,4 @@
-"""Tests of the pretrained-weights converter: alexnet_jax.pretrained and alexnet_jax.convert.
+"""Tests of the pretrained-weights converter: alexnet_jax.pretrained and alexnet_jax.tools.convert.
 
 Nothing is downloaded: the .caffemodel files (both NetParameter formats) and
 the ONNX file are built here with random weights of the BVLC shapes, and the
@@ -25,8 +25,8 @@ NUM_IMAGES = 7
 
 
 def _convert_cli(*args: str) -> subprocess.CompletedProcess:
-  """python -m alexnet_jax.convert *args."""
-  return subprocess.run([sys.executable, '-m', 'alexnet_jax.convert', *args],
+  """python -m alexnet_jax.tools.convert *args."""
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.convert', *args],
                         capture_output=True, text=True, timeout=600)
 
 

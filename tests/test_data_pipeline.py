@@ -359,7 +359,7 @@ def test_iterators_check_their_config(tiny):
 
 
 def test_prepare_program_prints_the_statistics(tmp_path):
-  """python -m alexnet_jax.prepare: generates the data, computes and prints the statistics."""
+  """python -m alexnet_jax.tools.prepare: generates the data, computes and prints the statistics."""
   args = ['--config=experiments/demo.py', f'--config.data_dir={tmp_path}',
           '--config.input.shapes.train_examples=24', '--config.input.shapes.eval_examples=12',
           f'--config.input.image_size={S}', f'--config.input.crop_size={C}']
@@ -389,6 +389,6 @@ def test_prepare_program_bad_field_is_one_line(tmp_path, arg, words):
 
 
 def _run_prepare(args):
-  return subprocess.run([sys.executable, '-m', 'alexnet_jax.prepare', *args], cwd=REPO,
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.prepare', *args], cwd=REPO,
                         capture_output=True, text=True, timeout=300,
                         env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})

@@ -21,8 +21,8 @@ from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import inference
 from alexnet_jax import parallel
+from alexnet_jax import rundir
 from alexnet_jax import steps
-from alexnet_jax import trained
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def file_hashes(folder):
 
 def run_program(*args):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
-  return subprocess.run([sys.executable, '-m', 'alexnet_jax.evaluate', *args], cwd=REPO,
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.evaluate', *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -163,7 +163,7 @@ def bad_workdirs(tiny_run, tmp_path_factory):
   shutil.copy(os.path.join(tiny_run.workdir, 'config.json'), empty)
   renamed = root / 'renamed'
   shutil.copytree(tiny_run.workdir, renamed)
-  trained.write_class_names(str(renamed), [f'thing {i}' for i in range(len(tiny_run.class_names))])
+  rundir.write_class_names(str(renamed), [f'thing {i}' for i in range(len(tiny_run.class_names))])
   return {'empty': str(empty), 'renamed': str(renamed)}
 
 

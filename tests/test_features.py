@@ -42,7 +42,7 @@ def test_features_are_the_networks_fc7_in_split_order(tiny_run, tiny_info, split
 def test_program_shards_concatenate_to_the_split(tiny_run, tiny_info, tmp_path):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
   out_file = str(tmp_path / 'out' / 'val.npz')
-  args = [sys.executable, '-m', 'alexnet_jax.features', f'--workdir={tiny_run.workdir}',
+  args = [sys.executable, '-m', 'alexnet_jax.tools.features', f'--workdir={tiny_run.workdir}',
           f'--out={out_file}', '--shard_size=15', '--dtype=float16']
   out = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr

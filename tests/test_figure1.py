@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alexnet_jax import errors
-from alexnet_jax import figure1
+from alexnet_jax.analysis import relu_vs_tanh
 
 
 def test_speedup_from_written_curves(tmp_path):
@@ -14,40 +14,40 @@ def test_speedup_from_written_curves(tmp_path):
   the lines are read in epoch order whatever their order in the file."""
   relu = [0.6, 0.24, 0.2, 0.1]
   tanh = [0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.32, 0.3, 0.28, 0.26, 0.25, 0.2]
-  figure1.write_curve(str(tmp_path / 'relu.jsonl'), relu)
-  figure1.write_curve(str(tmp_path / 'tanh.jsonl'), tanh)
+  relu_vs_tanh.write_curve(str(tmp_path / 'relu.jsonl'), relu)
+  relu_vs_tanh.write_curve(str(tmp_path / 'tanh.jsonl'), tanh)
   lines = (tmp_path / 'tanh.jsonl').read_text().splitlines()
   (tmp_path / 'tanh.jsonl').write_text('\n'.join(reversed(lines)) + '\n')
-  relu_read = figure1.read_curve(str(tmp_path / 'relu.jsonl'))
-  tanh_read = figure1.read_curve(str(tmp_path / 'tanh.jsonl'))
+  relu_read = relu_vs_tanh.read_curve(str(tmp_path / 'relu.jsonl'))
+  tanh_read = relu_vs_tanh.read_curve(str(tmp_path / 'tanh.jsonl'))
   assert tanh_read == tanh
-  assert figure1.epochs_to_reach(relu_read, 0.25) == 2
-  assert figure1.epochs_to_reach(tanh_read, 0.25) == 12
-  assert figure1.speedup(relu_read, tanh_read, 0.25) == 6.0
-  assert figure1.speedup(relu_read, tanh_read[:5], 0.25) is None  # tanh never got there
+  assert relu_vs_tanh.epochs_to_reach(relu_read, 0.25) == 2
+  assert relu_vs_tanh.epochs_to_reach(tanh_read, 0.25) == 12
+  assert relu_vs_tanh.speedup(relu_read, tanh_read, 0.25) == 6.0
+  assert relu_vs_tanh.speedup(relu_read, tanh_read[:5], 0.25) is None  # tanh never got there
 
 
 def test_reachable_threshold():
   """25% when both curves reach it, else the higher minimum rounded up to a whole percent."""
-  assert figure1.reachable_threshold([0.5, 0.2], [0.6, 0.1]) == 0.25
-  assert figure1.reachable_threshold([0.5, 0.2], [0.6, 0.412]) == pytest.approx(0.42)
+  assert relu_vs_tanh.reachable_threshold([0.5, 0.2], [0.6, 0.1]) == 0.25
+  assert relu_vs_tanh.reachable_threshold([0.5, 0.2], [0.6, 0.412]) == pytest.approx(0.42)
 
 
 def test_missing_curve_is_a_clear_error(tmp_path):
   with pytest.raises(errors.WorkdirError, match='does not exist'):
-    figure1.read_curve(str(tmp_path / 'nothing.jsonl'))
+    relu_vs_tanh.read_curve(str(tmp_path / 'nothing.jsonl'))
 
 
 def test_four_layer_net_shapes_and_activation():
   """32x32 inputs: three 5x5 convs (32, 32, 64) and pools 32->15->7->3, then fc to 10; the
   tanh net's conv outputs before the fc lie in (-1, 1) where the ReLU net's are >= 0."""
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  relu = figure1.FourLayerNet(activation='relu')
+  relu = relu_vs_tanh.FourLayerNet(activation='relu')
   params = relu.init(jax.random.key(1), x)['params']
   assert params['fc']['kernel'].shape == (3 * 3 * 64, 10)
   assert [params[f'conv{i}']['kernel'].shape for i in (1, 2, 3)] == [
       (5, 5, 3, 32), (5, 5, 32, 32), (5, 5, 32, 64)]
-  _, state = figure1.FourLayerNet(activation='tanh').apply(
+  _, state = relu_vs_tanh.FourLayerNet(activation='tanh').apply(
       {'params': params}, x, capture_intermediates=True, mutable=True)
   assert relu.apply({'params': params}, x).shape == (2, 10)
   conv3 = np.asarray(state['intermediates']['conv3']['__call__'][0])
@@ -61,8 +61,8 @@ def test_sweep_picks_the_rate_that_learns():
   labels = rng.integers(0, 2, 256).astype(np.int32)
   images = rng.normal(size=(256, 16, 16, 3)).astype(np.float32) * 0.1
   images[..., 0] += np.where(labels == 1, 1.0, -1.0)[:, None, None]
-  result = figure1.sweep('relu', [1e-6, 0.05], images, labels, num_classes=2, epochs=3,
+  result = relu_vs_tanh.sweep('relu', [1e-6, 0.05], images, labels, num_classes=2, epochs=3,
                          threshold=0.25, batch_size=32)
   assert result.best_rate == 0.05
-  assert figure1.epochs_to_reach(result.curves[0.05], 0.25) is not None
+  assert relu_vs_tanh.epochs_to_reach(result.curves[0.05], 0.25) is not None
   assert jnp.isfinite(jnp.asarray(result.curves[1e-6])).all()

@@ -96,7 +96,8 @@ def test_program_writes_every_figure(tmp_path):
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(config, workdir)
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.figures', f'--workdir={workdir}',
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.figures',
+                           f'--workdir={workdir}',
                            '--queries=3', '--neighbours=4'], env=env, capture_output=True,
                           text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -114,7 +115,7 @@ def test_program_writes_every_figure(tmp_path):
 
 
 def test_program_refuses_a_folder_that_is_not_a_run(tmp_path):
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.figures',
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.figures',
                            f'--workdir={tmp_path}'], capture_output=True, text=True, timeout=120,
                           env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
   assert result.returncode == 1

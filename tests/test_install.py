@@ -94,7 +94,7 @@ def test_warning_only_for_an_unused_accelerator():
 
 def _run_doctor(path: str) -> subprocess.CompletedProcess:
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PATH': path}
-  return subprocess.run([sys.executable, '-m', 'alexnet_jax.doctor'], cwd=REPO, env=env,
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.doctor'], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=120)
 
 

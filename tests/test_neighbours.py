@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from alexnet_jax import binary_codes
 from alexnet_jax import errors
-from alexnet_jax import neighbours
+from alexnet_jax.analysis import binary_codes
+from alexnet_jax.analysis import neighbours
 
 
 def brute_force(queries, candidates, ids, k, distance):

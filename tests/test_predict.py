@@ -85,7 +85,7 @@ def test_predicting_reads_the_saved_mean_image_not_the_dataset(tiny_run, tiny_in
 
 def run_program(*args):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
-  return subprocess.run([sys.executable, '-m', 'alexnet_jax.predict', *args], cwd=REPO,
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.tools.predict', *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -19,8 +19,8 @@ from alexnet_jax import data
 from alexnet_jax import inference
 from alexnet_jax import parallel
 from alexnet_jax import pretrained
+from alexnet_jax import rundir
 from alexnet_jax import steps
-from alexnet_jax import trained
 
 S, C = 256, 227
 
@@ -46,7 +46,7 @@ def run(tmp_path_factory, weights, caffe_mean):
     f.write(ref.caffemodel_bytes({k: list(v) for k, v in weights.items()}))
   pretrained.write_workdir(workdir, pretrained.read_caffemodel(path), source='caffe',
                            weights_path=path, mean=caffe_mean)
-  return trained.open_run(workdir)
+  return rundir.open_run(workdir)
 
 
 def without_mean_file(run):
@@ -110,7 +110,7 @@ def test_the_experiment_is_the_converters_config(run):
   """experiments/bvlc_alexnet.py and the converted workdir's config.json ask for the same input
   and network."""
   experiment = config_lib.load('bvlc_alexnet')
-  converted = trained.read_config(run.workdir)
+  converted = rundir.read_config(run.workdir)
   assert experiment.model.to_dict() == converted.model.to_dict()
   # The workdir names its mean file; without one both use the per-channel means.
   assert (experiment.input.mean_file, converted.input.mean_file) == (None, 'caffe_mean.npy')

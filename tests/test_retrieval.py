@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import analysis
-from alexnet_jax import binary_codes
 from alexnet_jax import config as config_lib
 from alexnet_jax import errors
+from alexnet_jax import rundir
 from alexnet_jax import train
-from alexnet_jax import trained
+from alexnet_jax.analysis import binary_codes
+from alexnet_jax.analysis import retrieval
 
 
 def test_straight_through_sign_forward_is_sign_and_gradient_is_identity():
@@ -57,7 +57,7 @@ def test_codes_retrieve_the_query_class_well_above_chance(tmp_path):
   config.batch_size, config.num_train_steps, config.eval_every_steps = 32, 16, 16
   config.checkpoint_every_steps, config.ten_crop_eval = 16, False
   train.train_and_evaluate(config, str(tmp_path / 'run'))
-  report = analysis.retrieval_report(trained.open_run(str(tmp_path / 'run')), 64, k=5,
+  report = retrieval.retrieval_report(rundir.open_run(str(tmp_path / 'run')), 64, k=5,
                                      train_steps=300, search_batch_size=64)
   assert report['chance_precision'] == pytest.approx(1 / 12, abs=0.01)
   assert report['hamming']['precision_at_k'] > report['chance_precision'] + 0.05

@@ -15,9 +15,9 @@ from test_train import wait_for_checkpoint
 
 from alexnet_jax import checkpoint
 from alexnet_jax import main as main_program
+from alexnet_jax import rundir
 from alexnet_jax import steps
 from alexnet_jax import train
-from alexnet_jax import trained
 
 
 def _two_processes(workdir, data_dir, **overrides):
@@ -92,7 +92,7 @@ def test_best_checkpoint_is_kept_when_the_error_goes_back_up(data_dir, tmp_path,
   assert best == 4
   assert checkpoint.best_step(workdir) == best
   assert checkpoint.all_steps(workdir) == [best, 5, 6]
-  assert trained.open_run(workdir, 'best').step == best
+  assert rundir.open_run(workdir, 'best').step == best
 
 
 def test_best_step_is_none_without_checkpoints(tmp_path):

@@ -12,6 +12,7 @@ from alexnet_jax import checkpoint
 from alexnet_jax import config as config_lib
 from alexnet_jax import metrics
 from alexnet_jax import plots
+from alexnet_jax import rundir
 from alexnet_jax import train
 
 STEPS, EVAL_EVERY = 8, 4
@@ -67,7 +68,7 @@ def test_curves_image_written_at_each_evaluation(workdir):
   assert sorted(curves) == [EVAL_EVERY, STEPS]
   _, _, png = tf.make_ndarray(curves[STEPS].tensor)
   image = tf.io.decode_png(png).numpy()
-  want = plots.figure_pixels(plots.curves_figure(metrics.read_rows(workdir), 96 // 16))
+  want = plots.figure_pixels(plots.curves_figure(rundir.read_metrics(workdir), 96 // 16))
   np.testing.assert_array_equal(image, want)
 
 

@@ -14,8 +14,8 @@ from alexnet_jax import errors
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax import parallel
+from alexnet_jax import rundir
 from alexnet_jax import train
-from alexnet_jax import trained
 from alexnet_jax import transfer
 
 NARROW = dict(conv_features=(16, 32, 48, 48, 32), fc_features=64)
@@ -46,7 +46,7 @@ def _write_run(workdir, config, class_names, seed=0):
   os.makedirs(workdir)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort())
-  trained.write_class_names(workdir, class_names)
+  rundir.write_class_names(workdir, class_names)
   manager = checkpoint.make_manager(workdir, 1)
   checkpoint.save(manager, state)
   manager.wait_until_finished()

@@ -21,7 +21,7 @@ A label is never changed: a record is written with its own source's label or
 not at all.
 
 `alexnet_jax.data.get_dataset_info` runs this the first time a dataset is
-used; `python -m alexnet_jax.prepare` runs it alone.
+used; `python -m alexnet_jax.tools.prepare` runs it alone.
 """
 
 from collections.abc import Iterable

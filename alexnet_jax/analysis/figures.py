@@ -1,47 +1,40 @@
-"""What a trained network learned: section 6.1's figures and its fc7 vectors, from a workdir.
+"""What a trained network learned: section 6.1's figures, from a workdir.
 
-    run = trained.open_run(workdir)
-    paths = analysis.write_figures(run)      # <workdir>/figures/*.png and kernels.json
-    fc7, labels = analysis.split_features(run, 'train')
-    report = analysis.retrieval_report(run, bits=64)   # codes vs fc7, precision@k
+    run = rundir.open_run(workdir)
+    paths = figures.write_figures(run)      # <workdir>/figures/*.png and kernels.json
 
 `write_figures` draws Figure 3 (the conv1 kernels of each tower, with their
 colour specificity), Figure 4 (top-5 predictions of validation images, and
 the six training images nearest to them in fc7 space, found by streaming the
 training set through `neighbours.RunningTopK`) and the training curves.
-`retrieval_report` measures section 6.1's proposal of short binary codes
-(`binary_codes`) against search on the raw fc7 vectors.
 The drawing is `alexnet_jax.plots`; the passes over the data are
 `alexnet_jax.inference`'s.
 """
 
 from collections.abc import Iterable
-import json
 import os
 
 import jax
 import numpy as np
 
-from alexnet_jax import binary_codes
+from alexnet_jax import config as config_lib
 from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import inference
 from alexnet_jax import metrics
-from alexnet_jax import neighbours
 from alexnet_jax import plots
-from alexnet_jax import train
-from alexnet_jax import trained
+from alexnet_jax import rundir
+from alexnet_jax.analysis import neighbours
 
-FIGURES_DIR = 'figures'
 FIGURE_FILES = ('kernels.png', 'kernels.json', 'predictions.png', 'neighbours.png', 'curves.png')
 
 
-def conv1_kernels(run: trained.TrainedRun) -> np.ndarray:
+def conv1_kernels(run: rundir.TrainedRun) -> np.ndarray:
   """The run's conv1 kernels (towers, 11, 11, 3, n), input channels in RGB order."""
   return metrics.rgb_kernels(run.params['conv1']['kernel'], run.config.input.channel_order)
 
 
-def kernel_report(run: trained.TrainedRun) -> dict:
+def kernel_report(run: rundir.TrainedRun) -> dict:
   """`plots.colour_specificity` of the conv1 kernels: per tower its mean, median and per kernel."""
   specificity = plots.colour_specificity(conv1_kernels(run))
   return {'step': run.step,
@@ -62,7 +55,7 @@ def _display(images: np.ndarray, mean_crop: np.ndarray, channel_order: str) -> n
   return plots.display_images(rgb, mean_crop)
 
 
-def split_images(run: trained.TrainedRun, info: data.DatasetInfo, split: str,
+def split_images(run: rundir.TrainedRun, info: data.DatasetInfo, split: str,
                  ids: np.ndarray, batch_size: int | None = None) -> np.ndarray:
   """The center crops of examples `ids` of a split as RGB in [0, 1], (len(ids), C, C, 3).
 
@@ -97,7 +90,7 @@ def _select(batches: Iterable[dict], ids: np.ndarray) -> dict:
   return {key: np.stack([found[int(i)][key] for i in ids]) for key in ('fc7', 'logits', 'label')}
 
 
-def nearest_training_examples(run: trained.TrainedRun, info: data.DatasetInfo,
+def nearest_training_examples(run: rundir.TrainedRun, info: data.DatasetInfo,
                               query_fc7: np.ndarray, k: int,
                               batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """The k training examples whose fc7 vectors are nearest (Euclidean) to each query's.
@@ -112,21 +105,13 @@ def nearest_training_examples(run: trained.TrainedRun, info: data.DatasetInfo,
   return top.result()
 
 
-def check_out_dir(out_dir: str) -> None:
-  """Raises errors.WorkdirError unless `out_dir` is, or can be made, a writable folder."""
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise errors.WorkdirError(f'{out_dir} exists and is not a folder; remove it or choose '
-                              'another --out_dir.')
-  inference.check_writable(out_dir)
-
-
-def write_figures(run: trained.TrainedRun, out_dir: str | None = None, *, queries: int = 8,
+def write_figures(run: rundir.TrainedRun, out_dir: str | None = None, *, queries: int = 8,
                   neighbour_count: int = 6, batch_size: int | None = None,
                   data_dir: str | None = None) -> dict:
   """Writes kernels.png, kernels.json, predictions.png, neighbours.png and curves.png.
 
   Args:
-    run: from `trained.open_run`.
+    run: from `rundir.open_run`.
     out_dir: where to write; None: <workdir>/figures.
     queries: validation images shown in the predictions and neighbours figures
       (spread evenly over the split).
@@ -145,8 +130,8 @@ def write_figures(run: trained.TrainedRun, out_dir: str | None = None, *, querie
   if queries < 1 or neighbour_count < 1:
     raise errors.ConfigError(f'--queries and --neighbours must be positive, got {queries} and '
                              f'{neighbour_count}.')
-  out_dir = out_dir or os.path.join(run.workdir, FIGURES_DIR)
-  check_out_dir(out_dir)
+  out_dir = out_dir or os.path.join(run.workdir, rundir.FIGURES_DIR)
+  rundir.check_out_dir(out_dir)
   info = inference.dataset_info(run, data_dir)
   ids = query_ids(info.num_eval_examples, queries)
   chosen = _select(inference.feature_batches(run, 'validation', batch_size=batch_size,
@@ -155,7 +140,7 @@ def write_figures(run: trained.TrainedRun, out_dir: str | None = None, *, querie
   _, nearest = nearest_training_examples(run, info, chosen['fc7'], neighbour_count, batch_size)
   neighbour_images = split_images(run, info, 'train', nearest.reshape(-1), batch_size)
   neighbour_images = neighbour_images.reshape(*nearest.shape, *neighbour_images.shape[1:])
-  rows = metrics.read_rows(run.workdir)
+  rows = rundir.read_metrics(run.workdir)
   report = kernel_report(run)
 
   os.makedirs(out_dir, exist_ok=True)
@@ -168,73 +153,11 @@ def write_figures(run: trained.TrainedRun, out_dir: str | None = None, *, querie
           query_images, chosen['label'], neighbour_images, info.source.train.labels[nearest],
           run.class_names)}
   if rows:
-    steps_per_epoch = train.Schedule.from_config(run.config, info.num_train_examples)
-    figures['curves.png'] = plots.curves_figure(rows, steps_per_epoch.steps_per_epoch)
+    schedule = config_lib.Schedule.from_config(run.config, info.num_train_examples)
+    figures['curves.png'] = plots.curves_figure(rows, schedule.steps_per_epoch)
   paths = []
   for name, fig in figures.items():
     paths.append(os.path.join(out_dir, name))
     plots.save_png(fig, paths[-1])
-  paths.append(os.path.join(out_dir, 'kernels.json'))
-  with open(paths[-1] + '.tmp', 'w') as f:
-    json.dump(report, f, indent=1)
-  os.replace(paths[-1] + '.tmp', paths[-1])
+  paths.append(rundir.write_json(os.path.join(out_dir, 'kernels.json'), report, indent=1))
   return {'paths': paths, 'kernels': report}
-
-
-def split_features(run: trained.TrainedRun, split: str, *, max_examples: int | None = None,
-                   batch_size: int | None = None, data_dir: str | None = None,
-                   info: data.DatasetInfo | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """The fc7 vectors (N, fc_features) float32 and labels (N,) of a split's first
-  `max_examples` examples (all when None), in split order."""
-  fc7, labels, count = [], [], 0
-  for batch in inference.feature_batches(run, split, batch_size=batch_size, data_dir=data_dir,
-                                         info=info):
-    fc7.append(batch['fc7'])
-    labels.append(batch['label'])
-    count += len(batch['label'])
-    if max_examples is not None and count >= max_examples:
-      break
-  return np.concatenate(fc7)[:max_examples], np.concatenate(labels)[:max_examples]
-
-
-def retrieval_report(run: trained.TrainedRun, bits: int, *, k: int = 10,
-                     train_steps: int = 2000, max_train_examples: int | None = None,
-                     max_queries: int | None = None, search_batch_size: int = 4096,
-                     batch_size: int | None = None, data_dir: str | None = None,
-                     seed: int = 0) -> dict:
-  """Section 6.1's proposal measured: retrieval by `bits`-bit codes against raw fc7 vectors.
-
-  Trains a `binary_codes.CodeAutoEncoder` on the fc7 vectors of the training
-  split, then, for each validation query, finds the k nearest training
-  examples by Hamming distance between codes and by Euclidean distance
-  between fc7 vectors (both with `neighbours.search`, streamed in batches of
-  `search_batch_size`), and reports precision@k (same class), the chance
-  level, and each search's time and memory.
-
-  Returns a JSON-ready dict (see `binary_codes.timed_search` for the time and
-  memory fields).
-  """
-  info = inference.dataset_info(run, data_dir)
-  train_fc7, train_labels = split_features(run, 'train', max_examples=max_train_examples,
-                                           batch_size=batch_size, info=info)
-  query_fc7, query_labels = split_features(run, 'validation', max_examples=max_queries,
-                                           batch_size=batch_size, info=info)
-  coder = binary_codes.train_coder(train_fc7, bits, steps=train_steps, seed=seed)
-  train_codes, query_codes = coder.codes(train_fc7), coder.codes(query_fc7)
-  searches = {
-      'hamming': binary_codes.timed_search(query_codes, train_codes, k, 'hamming',
-                                           search_batch_size),
-      'euclidean': binary_codes.timed_search(query_fc7, train_fc7, k, 'euclidean',
-                                             search_batch_size)}
-  return {
-      'workdir': run.workdir, 'step': run.step, 'bits': bits, 'k': k,
-      'train_examples': len(train_labels), 'queries': len(query_labels),
-      'fc7_features': int(train_fc7.shape[1]), 'autoencoder_steps': train_steps,
-      'autoencoder_final_loss': coder.final_loss,
-      'chance_precision': binary_codes.chance_precision(query_labels, train_labels),
-      'backend': jax.default_backend(),
-      **{name: {'precision_at_k': binary_codes.precision_at_k(query_labels, s['ids'],
-                                                               train_labels),
-                'seconds': s['seconds'], 'index_bytes': s['index_bytes'],
-                'working_bytes': s['working_bytes']}
-         for name, s in searches.items()}}

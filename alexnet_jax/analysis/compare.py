@@ -4,18 +4,17 @@
 (the last center-crop and ten-crop evaluation), subtracts the baseline's
 errors, and looks up which of the paper's claims the run tests
 (`ablations.claims_of`: the ablations it has and the baseline has not).
-`markdown(rows)` renders the table `python -m alexnet_jax.compare` prints.
+`markdown(rows)` renders the table `python -m alexnet_jax.tools.compare` prints.
 
 Nothing here imports JAX or TensorFlow.
 """
 
 import dataclasses
-import json
 import os
 
 from alexnet_jax import ablations
 from alexnet_jax import errors
-from alexnet_jax import trained
+from alexnet_jax import rundir
 
 # (column, metrics.jsonl key) of the errors a comparison reports.
 ERRORS = (('top1', 'eval_top1_error'), ('top5', 'eval_top5_error'),
@@ -25,7 +24,7 @@ ERRORS = (('top1', 'eval_top1_error'), ('top5', 'eval_top5_error'),
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-  """One run of a comparison.
+  """One run of a compare.
 
   Attributes:
     workdir: the run's directory.
@@ -49,19 +48,18 @@ def final_errors(workdir: str) -> dict[str, float | None]:
   Raises:
     errors.WorkdirError: no metrics.jsonl, or no evaluation in it.
   """
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.isfile(path):
+  rows = rundir.read_metrics(workdir)
+  if not rows:
     raise errors.WorkdirError(f'{workdir} has no metrics.jsonl: it is not a training run or has '
                               'not started. Give the --workdir of runs of alexnet_jax.main.')
   last = {}
-  with open(path) as f:
-    for line in f:
-      if line.strip():
-        last.update(json.loads(line))
+  for row in rows:
+    last.update(row)
   found = {column: last.get(key) for column, key in ERRORS}
   if found['top1'] is None:
-    raise errors.WorkdirError(f'{path} holds no evaluation yet (no eval_top1_error); wait for the '
-                              "run's first evaluation or leave it out of the comparison.")
+    raise errors.WorkdirError(f'{workdir}/{rundir.METRICS_FILE} holds no evaluation yet (no '
+                              "eval_top1_error); wait for the run's first evaluation or leave it "
+                              'out of the compare.')
   return found
 
 
@@ -85,7 +83,7 @@ def compare(workdirs: list[str], baseline: str | None = None) -> list[Row]:
   if len(ordered) < 2:
     raise errors.ConfigError('A comparison needs at least two runs: give --workdirs=A,B (and '
                              '--baseline=A, else the first one is the baseline).')
-  configs = [trained.read_config(w) for w in ordered]
+  configs = [rundir.read_config(w) for w in ordered]
   data = [_dataset_of(c) for c in configs]
   different = [w for w, d in zip(ordered[1:], data[1:]) if d != data[0]]
   if different:

@@ -29,10 +29,12 @@ from matplotlib.figure import Figure
 import numpy as np
 import optax
 
+from alexnet_jax import compilation
 from alexnet_jax import config as config_lib
 from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import layers
+from alexnet_jax import rundir
 from alexnet_jax import steps
 
 # Figure 1's threshold: 25% training error.
@@ -79,7 +81,7 @@ def train(activation: str, learning_rate: float, images: np.ndarray, labels: np.
   tx = optax.sgd(learning_rate, momentum=0.9)
   opt_state = tx.init(params)
 
-  @jax.jit
+  @compilation.jit
   def step(params, opt_state, x, y):
     def loss_fn(p):
       logits = model.apply({'params': p}, x)
@@ -156,9 +158,9 @@ def sweep(activation: str, rates: list[float], images: np.ndarray, labels: np.nd
 
 def write_curve(path: str, curve: list[float]) -> None:
   """Writes one {'epoch': e, 'train_error': x} JSON line per epoch."""
-  with open(path, 'w') as f:
-    for epoch, error in enumerate(curve, start=1):
-      f.write(json.dumps({'epoch': epoch, 'train_error': error}) + '\n')
+  rundir.atomic_write(path, lambda f: f.writelines(
+      json.dumps({'epoch': epoch, 'train_error': error}) + '\n'
+      for epoch, error in enumerate(curve, start=1)))
 
 
 def read_curve(path: str) -> list[float]:
@@ -169,7 +171,7 @@ def read_curve(path: str) -> list[float]:
   """
   if not os.path.isfile(path):
     raise errors.WorkdirError(f'{path} does not exist: give a curve written by '
-                              'python -m alexnet_jax.relu_vs_tanh.')
+                              'python -m alexnet_jax.tools.relu_vs_tanh.')
   with open(path) as f:
     rows = sorted((json.loads(line) for line in f if line.strip()), key=lambda r: r['epoch'])
   if not rows:

@@ -1,11 +1,11 @@
 r"""Converts the BVLC AlexNet's published weights into a workdir, and a workdir back out.
 
-  python -m alexnet_jax.convert --from=caffe --weights=bvlc_alexnet.caffemodel --workdir=DIR \
+  python -m alexnet_jax.tools.convert --from=caffe --weights=bvlc_alexnet.caffemodel --workdir=DIR \
       [--mean=ilsvrc_2012_mean.binaryproto]
-  python -m alexnet_jax.convert --from=onnx --weights=bvlcalexnet-12.onnx --workdir=DIR
-  python -m alexnet_jax.convert --from=npz --weights=alexnet.npz --workdir=DIR
-  python -m alexnet_jax.convert --to=npz --workdir=DIR --out=alexnet.npz
-  python -m alexnet_jax.convert --to=stablehlo --workdir=DIR --out=alexnet.jax_export
+  python -m alexnet_jax.tools.convert --from=onnx --weights=bvlcalexnet-12.onnx --workdir=DIR
+  python -m alexnet_jax.tools.convert --from=npz --weights=alexnet.npz --workdir=DIR
+  python -m alexnet_jax.tools.convert --to=npz --workdir=DIR --out=alexnet.npz
+  python -m alexnet_jax.tools.convert --to=stablehlo --workdir=DIR --out=alexnet.jax_export
 
 --from writes a workdir the other commands read like a trained run's
 (checkpoints/, config.json, class_names.json); a file that is not the BVLC

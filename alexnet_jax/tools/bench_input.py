@@ -1,6 +1,6 @@
 r"""Input-pipeline benchmark: training images/s per CPU core.
 
-  python -m alexnet_jax.bench_input [--images=256] [--steps=30] [--batch_size=128] \
+  python -m alexnet_jax.tools.bench_input [--images=256] [--steps=30] [--batch_size=128] \
       [--folder=DIR] [--config=experiments/demo.py] [--train_steps=5]
 
 Measures the full training transformation (read, decode the crop window, mean
@@ -18,7 +18,7 @@ Images come from the embedded dataset's renderer (with sensor noise; 13.8 KB on
 average at 256x256, smaller than prepared ImageNet's ~20 KB; the originals are
 500x375, a typical ImageNet size) unless --folder=DIR names a directory of
 real JPEGs: its first --images .jpg/.jpeg files in path order (subfolders
-included) are the originals, prepared as `python -m alexnet_jax.prepare`
+included) are the originals, prepared as `python -m alexnet_jax.tools.prepare`
 does. Each path runs with a private thread pool of 1 thread (images/s per
 core) and of all cores.
 """

@@ -1,6 +1,6 @@
 r"""Checks the installation: what JAX runs on, and whether that is what the machine has.
 
-  python -m alexnet_jax.doctor
+  python -m alexnet_jax.tools.doctor
 
 Prints the package, JAX, TensorFlow and TensorFlow Datasets versions, JAX's
 backend and devices, and the accelerators the machine shows (an NVIDIA

@@ -1,6 +1,6 @@
 r"""Prints the five most probable classes of image files under a trained network.
 
-  python -m alexnet_jax.predict --workdir=DIR [--step=N|latest|best] [--crops=1|10] \
+  python -m alexnet_jax.tools.predict --workdir=DIR [--step=N|latest|best] [--crops=1|10] \
       [--data_dir=DIR] PHOTO.jpg [PHOTO.png ...]
 
 Each file (JPEG, PNG, GIF, BMP; any size; grayscale and CMYK become RGB)
@@ -18,7 +18,7 @@ from absl import flags
 from alexnet_jax import cli
 from alexnet_jax import errors
 from alexnet_jax import inference
-from alexnet_jax import trained
+from alexnet_jax import rundir
 
 _RUN = cli.define_run_flags('The trained (or converted) network.', batch_size=False)
 _CROPS = flags.DEFINE_enum('crops', '1', ['1', '10'],
@@ -29,8 +29,8 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     raise errors.ConfigError('Give one or more image files after the flags: '
-                             'python -m alexnet_jax.predict --workdir=DIR PHOTO.jpg')
-  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
+                             'python -m alexnet_jax.tools.predict --workdir=DIR PHOTO.jpg')
+  run = rundir.open_run(_RUN.workdir.value, _RUN.step.value)
   for prediction in inference.predict_files(run, paths, ten_crop=_CROPS.value == '10',
                                             data_dir=_RUN.data_dir.value):
     print(prediction.path)

@@ -1,7 +1,7 @@
 r"""Image retrieval by short binary codes of fc7 (section 6.1), against search on fc7 itself.
 
-  python -m alexnet_jax.retrieval --workdir=/tmp/alexnet_demo --bits=64
-  python -m alexnet_jax.retrieval --workdir=/tmp/alexnet_demo --bits=32 --k=5
+  python -m alexnet_jax.tools.retrieval --workdir=/tmp/alexnet_demo --bits=64
+  python -m alexnet_jax.tools.retrieval --workdir=/tmp/alexnet_demo --bits=32 --k=5
 
 Trains an auto-encoder with a binarized bottleneck on the fc7 vectors of the
 training split, then retrieves, for every validation image, the k training
@@ -15,17 +15,14 @@ Memory: the training split's fc7 vectors are held on the host (N x fc_features
 x 4 bytes: 21 GB for ImageNet's 1.28M x 4096); --max_train_examples bounds them.
 """
 
-import json
 import os
 
 from absl import flags
 
-from alexnet_jax import analysis
 from alexnet_jax import cli
 from alexnet_jax import errors
-from alexnet_jax import trained
-
-RETRIEVAL_DIR = 'retrieval'
+from alexnet_jax import rundir
+from alexnet_jax.analysis import retrieval
 
 _RUN = cli.define_run_flags('A training run (python -m alexnet_jax.main).')
 _BITS = flags.DEFINE_integer('bits', 64, 'Code length in bits (a multiple of 8).')
@@ -46,19 +43,16 @@ def main(argv):
     raise errors.ConfigError(f'--bits must be a positive multiple of 8, got {_BITS.value}.')
   if _K.value < 1 or _SEARCH_BATCH.value < 1 or _TRAIN_STEPS.value < 1:
     raise errors.ConfigError('--k, --search_batch_size and --train_steps must be positive.')
-  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
-  out_dir = os.path.join(run.workdir, RETRIEVAL_DIR)
-  analysis.check_out_dir(out_dir)
-  report = analysis.retrieval_report(
+  run = rundir.open_run(_RUN.workdir.value, _RUN.step.value)
+  out_dir = os.path.join(run.workdir, rundir.RETRIEVAL_DIR)
+  rundir.check_out_dir(out_dir)
+  report = retrieval.retrieval_report(
       run, _BITS.value, k=_K.value, train_steps=_TRAIN_STEPS.value,
       max_train_examples=_MAX_TRAIN.value, max_queries=_MAX_QUERIES.value,
       search_batch_size=_SEARCH_BATCH.value, batch_size=_RUN.batch_size.value,
       data_dir=_RUN.data_dir.value, seed=_SEED.value)
   os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, f'bits{_BITS.value}.json')
-  with open(path + '.tmp', 'w') as f:
-    json.dump(report, f, indent=2)
-  os.replace(path + '.tmp', path)
+  path = rundir.write_json(os.path.join(out_dir, f'bits{_BITS.value}.json'), report)
   print(f"{report['queries']} validation queries against {report['train_examples']} training "
         f"images, step {report['step']}, k={report['k']}, {report['backend']}; chance precision "
         f"{report['chance_precision']:.3f}")

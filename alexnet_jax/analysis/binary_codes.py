@@ -9,7 +9,7 @@ reconstructs the vector from the +-1 code. The sign has no gradient, so
 training passes the gradient straight through it (`straight_through_sign`).
 `precision_at_k` compares retrieval by Hamming distance between codes with
 retrieval by Euclidean distance between the raw fc7 vectors
-(`alexnet_jax.neighbours`).
+(`alexnet_jax.analysis.neighbours`).
 
 Nothing here imports TensorFlow.
 """
@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from alexnet_jax import errors
-from alexnet_jax import neighbours
+from alexnet_jax.analysis import neighbours
 
 
 def straight_through_sign(x: jax.Array) -> jax.Array:

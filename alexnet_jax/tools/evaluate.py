@@ -1,6 +1,6 @@
 r"""Evaluates a trained network (or an ensemble) over every example of a split, read-only.
 
-  python -m alexnet_jax.evaluate --workdir=DIR [--step=N|latest|best] [--crops=1|10|both] \
+  python -m alexnet_jax.tools.evaluate --workdir=DIR [--step=N|latest|best] [--crops=1|10|both] \
       [--split=validation|train] [--ensemble=DIR2,DIR3,...] [--data_dir=DIR] [--batch_size=N]
 
 Restores the checkpoint (the latest by default) without writing to it, runs
@@ -18,7 +18,7 @@ from absl import flags
 
 from alexnet_jax import cli
 from alexnet_jax import inference
-from alexnet_jax import trained
+from alexnet_jax import rundir
 
 _RUN = cli.define_run_flags('The run to evaluate.')
 _CROPS = flags.DEFINE_enum('crops', 'both', ['1', '10', 'both'],
@@ -30,10 +30,10 @@ _ENSEMBLE = flags.DEFINE_list('ensemble', [], 'Other runs (workdirs, their lates
 
 def main(argv):
   del argv
-  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
-  runs = [run] + [trained.open_run(workdir) for workdir in _ENSEMBLE.value]
+  run = rundir.open_run(_RUN.workdir.value, _RUN.step.value)
+  runs = [run] + [rundir.open_run(workdir) for workdir in _ENSEMBLE.value]
   inference.check_ensemble(runs)
-  inference.check_writable(inference.evaluation_path(run, _SPLIT.value))
+  rundir.check_writable(inference.evaluation_path(run, _SPLIT.value))
   info = inference.dataset_info(run, _RUN.data_dir.value)
   views = {'1': [False], '10': [True], 'both': [False, True]}[_CROPS.value]
   rows = {}

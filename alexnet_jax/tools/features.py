@@ -1,6 +1,6 @@
 r"""Writes the fc7 features, logits, labels and example ids of a split, in .npz shards.
 
-  python -m alexnet_jax.features --workdir=DIR --split=validation --out=FILE.npz \
+  python -m alexnet_jax.tools.features --workdir=DIR --split=validation --out=FILE.npz \
       [--step=N|latest|best] [--dtype=float32|float16] [--shard_size=N] [--data_dir=DIR]
 
 fc7 is the last hidden layer after its ReLU (section 6.1's feature vectors)
@@ -18,7 +18,7 @@ from absl import logging
 
 from alexnet_jax import cli
 from alexnet_jax import inference
-from alexnet_jax import trained
+from alexnet_jax import rundir
 
 _RUN = cli.define_run_flags('The trained (or converted) network.')
 _SPLIT = flags.DEFINE_string('split', 'validation', "The split: 'validation' or 'train'.")
@@ -31,7 +31,7 @@ flags.mark_flags_as_required(['out'])
 
 def main(argv):
   del argv
-  run = trained.open_run(_RUN.workdir.value, _RUN.step.value)
+  run = rundir.open_run(_RUN.workdir.value, _RUN.step.value)
   paths = inference.write_features(run, _SPLIT.value, _OUT.value, dtype=_DTYPE.value,
                                    shard_size=_SHARD_SIZE.value, batch_size=_RUN.batch_size.value,
                                    data_dir=_RUN.data_dir.value)

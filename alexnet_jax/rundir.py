@@ -1,22 +1,29 @@
-"""A finished (or running) training run, opened read-only: its config, network and weights.
+"""The run folder (a workdir): its file names, how they are written, and `open_run`.
 
-A workdir written by `train.train_and_evaluate` (or by `alexnet_jax.convert`)
+A workdir written by `train.train_and_evaluate` (or by `alexnet_jax.tools.convert`)
 holds what is needed to use the network without the training data:
 
-  config.json        the resolved config the run started with
-  class_names.json   {"class_names": [...]} (index = label), and "wnids" when known
-  mean_image.npy     float32 (S, S, 3) RGB: the training set's mean image the
-                     network's inputs had subtracted (runs with input.mean='dataset')
-  checkpoints/<step> orbax checkpoints ('params' at least)
+  config.json                 the resolved config the run started with
+  config_from_step_<N>.json   the config from step N on, when a resume changed it
+  class_names.json            {"class_names": [...]} (index = label), and "wnids" when known
+  mean_image.npy              float32 (S, S, 3) RGB: the training set's mean image the
+                              network's inputs had subtracted (input.mean='dataset')
+  metrics.jsonl               one JSON object per logged step (`metrics.MetricsWriter`)
+  checkpoints/<step>          orbax checkpoints ('params' at least; `checkpoint`)
+  eval/, figures/, retrieval/ what the section-6 tools write
 
-`open_run` reads them and never writes into the workdir.
+Every file this package writes into a workdir goes through `atomic_write`
+(write a temporary file, then rename it), so a crash leaves the old file or
+the new one, never half of one. `open_run` reads a run and never writes.
 
 Nothing here imports TensorFlow.
 """
 
+from collections.abc import Callable
 import dataclasses
 import json
 import os
+from typing import IO
 from typing import Any
 
 import ml_collections
@@ -27,8 +34,15 @@ from alexnet_jax import config as config_lib
 from alexnet_jax import errors
 from alexnet_jax import model as model_lib
 
+CONFIG_FILE = 'config.json'
+CONFIG_FROM_STEP = 'config_from_step_{step}.json'
 CLASS_NAMES_FILE = 'class_names.json'
 MEAN_IMAGE_FILE = 'mean_image.npy'
+METRICS_FILE = 'metrics.jsonl'
+TENSORBOARD_DIR = 'tensorboard'
+EVAL_DIR = 'eval'
+FIGURES_DIR = 'figures'
+RETRIEVAL_DIR = 'retrieval'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,22 +68,90 @@ class TrainedRun:
   mean_image: np.ndarray | None
 
 
+def atomic_write(path: str, write: Callable[[IO], None], *, binary: bool = False) -> str:
+  """Calls `write(file)` on <path>.tmp, then renames it to `path`; returns `path`."""
+  tmp = path + '.tmp'
+  with open(tmp, 'wb' if binary else 'w') as f:
+    write(f)
+  os.replace(tmp, path)
+  return path
+
+
+def write_json(path: str, content: Any, indent: int = 2) -> str:
+  """`content` as JSON at `path`, atomically; returns `path`."""
+  return atomic_write(path, lambda f: json.dump(content, f, indent=indent))
+
+
+def write_npy(path: str, array: np.ndarray) -> str:
+  """`array` in NumPy's .npy format at `path`, atomically; returns `path`."""
+  return atomic_write(path, lambda f: np.save(f, array), binary=True)
+
+
+def make_workdir(workdir: str) -> None:
+  """Creates `workdir` (and its parents); raises WorkdirError when it cannot be written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise errors.WorkdirError(f'Cannot create the workdir {workdir!r}: {e.strerror}. '
+                              'Choose a --workdir you can write to.') from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise errors.WorkdirError(f'The workdir {workdir!r} is not writable by this user. '
+                              'Choose a --workdir you can write to, or fix its permissions.')
+
+
+def check_writable(directory: str) -> None:
+  """Raises errors.WorkdirError unless `directory` (or the folder it would be made in) is
+  writable."""
+  existing = directory
+  while not os.path.isdir(existing):
+    existing = os.path.dirname(existing) or '.'
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise errors.WorkdirError(f'Cannot write into {directory}: {existing} is not writable by this '
+                              'user. Fix its permissions or choose another location.')
+
+
+def check_out_dir(out_dir: str) -> None:
+  """Raises errors.WorkdirError unless `out_dir` is, or can be made, a writable folder."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise errors.WorkdirError(f'{out_dir} exists and is not a folder; remove it or choose '
+                              'another --out_dir.')
+  check_writable(out_dir)
+
+
+def holds_run(workdir: str) -> bool:
+  """True when `workdir` has a config.json or a checkpoint (a run or a converted network)."""
+  return (os.path.exists(os.path.join(workdir, CONFIG_FILE))
+          or bool(checkpoint.all_steps(workdir)))
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict,
+                 from_step: int | None = None) -> str:
+  """The resolved config as config.json, or as config_from_step_<N>.json when
+  `from_step` is N (a resume that changed the config); returns the path."""
+  name = CONFIG_FILE if from_step is None else CONFIG_FROM_STEP.format(step=from_step)
+  return atomic_write(os.path.join(workdir, name),
+                      lambda f: f.write(config.to_json_best_effort(indent=2)))
+
+
 def write_class_names(workdir: str, class_names: tuple[str, ...] | list[str],
                       wnids: list[str] | None = None) -> None:
-  """Writes <workdir>/class_names.json (atomically)."""
+  """Writes <workdir>/class_names.json."""
   content = {'class_names': list(class_names), **({'wnids': list(wnids)} if wnids else {})}
-  path = os.path.join(workdir, CLASS_NAMES_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(content, f, indent=1)
-  os.replace(path + '.tmp', path)
+  write_json(os.path.join(workdir, CLASS_NAMES_FILE), content, indent=1)
 
 
 def write_mean_image(workdir: str, mean_image: np.ndarray) -> None:
-  """Writes <workdir>/mean_image.npy (atomically): float32 (S, S, 3), RGB."""
-  path = os.path.join(workdir, MEAN_IMAGE_FILE)
-  with open(path + '.tmp', 'wb') as f:
-    np.save(f, np.asarray(mean_image, np.float32))
-  os.replace(path + '.tmp', path)
+  """Writes <workdir>/mean_image.npy: float32 (S, S, 3), RGB."""
+  write_npy(os.path.join(workdir, MEAN_IMAGE_FILE), np.asarray(mean_image, np.float32))
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """metrics.jsonl's objects in file order (empty when the run has logged nothing)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def config_in_force(workdir: str, step: int | None = None) -> tuple[str, dict] | None:
@@ -79,10 +161,11 @@ def config_in_force(workdir: str, step: int | None = None) -> tuple[str, dict] |
   (`allow_config_change`), the latest config_from_step_<N>.json with N <= step;
   None when the workdir has neither.
   """
-  candidates = {0: 'config.json'}
+  prefix, suffix = CONFIG_FROM_STEP.split('{step}')
+  candidates = {0: CONFIG_FILE}
   for name in os.listdir(workdir):
-    if name.startswith('config_from_step_') and name.endswith('.json'):
-      from_step = int(name[len('config_from_step_'):-len('.json')])
+    if name.startswith(prefix) and name.endswith(suffix):
+      from_step = int(name[len(prefix):-len(suffix)])
       if step is None or from_step <= step:
         candidates[from_step] = name
   name = candidates[max(candidates)]
@@ -98,7 +181,7 @@ def read_config(workdir: str, step: int | None = None) -> ml_collections.ConfigD
   if found is None:
     raise errors.CheckpointError(
         f'{workdir} is not a training run: it has no config.json. Give the --workdir of a run '
-        'made by python -m alexnet_jax.main (or alexnet_jax.convert).')
+        'made by python -m alexnet_jax.main (or alexnet_jax.tools.convert).')
   name, values = found
   config = config_lib.base_config()
   _update(config, values, os.path.join(workdir, name))

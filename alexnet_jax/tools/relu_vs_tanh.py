@@ -1,13 +1,13 @@
 r"""Figure 1: how much faster a four-layer conv net trains with ReLUs than with tanh units.
 
-  python -m alexnet_jax.relu_vs_tanh --workdir=/tmp/figure1 --dataset=cifar10
-  python -m alexnet_jax.relu_vs_tanh --workdir=/tmp/figure1_shapes              # offline
+  python -m alexnet_jax.tools.relu_vs_tanh --workdir=/tmp/figure1 --dataset=cifar10
+  python -m alexnet_jax.tools.relu_vs_tanh --workdir=/tmp/figure1_shapes              # offline
 
-Trains `figure1.FourLayerNet` with ReLU and with tanh at each learning rate
+Trains `relu_vs_tanh.FourLayerNet` with ReLU and with tanh at each learning rate
 of --rates, keeps each activation's fastest rate (section 3.1: "chosen
 independently to make training as fast as possible"), and writes into
 --workdir: one curve per run (<activation>_lr<rate>.jsonl, one
-{'epoch', 'train_error'} line per epoch), figure1.png (the best ReLU and tanh
+{'epoch', 'train_error'} line per epoch), relu_vs_tanh.png (the best ReLU and tanh
 curves) and result.json (the rates, the threshold, the epochs each needed and
 their ratio; the paper: 25% training error on CIFAR-10, six times faster with
 ReLUs). CIFAR-10 comes from TFDS (internet once); the default 'shapes' is the
@@ -23,8 +23,9 @@ from absl import logging
 
 from alexnet_jax import cli
 from alexnet_jax import errors
-from alexnet_jax import figure1
 from alexnet_jax import plots
+from alexnet_jax import rundir
+from alexnet_jax.analysis import relu_vs_tanh
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the curves, figure and result go.',
                                required=True)
@@ -42,30 +43,30 @@ def main(argv):
     rates = [float(r) for r in _RATES.value]
   except ValueError:
     raise errors.ConfigError(f'--rates={",".join(_RATES.value)} must be numbers.') from None
-  images, labels, classes = figure1.load_training_set(_DATASET.value, _DATA_DIR.value,
+  images, labels, classes = relu_vs_tanh.load_training_set(_DATASET.value, _DATA_DIR.value,
                                                       shapes_examples=_EXAMPLES.value)
   logging.info('%s: %d training images, %d classes.', _DATASET.value, len(images), classes)
-  sweeps = {a: figure1.sweep(a, rates, images, labels, num_classes=classes,
-                             epochs=_EPOCHS.value, threshold=figure1.PAPER_THRESHOLD)
+  sweeps = {a: relu_vs_tanh.sweep(a, rates, images, labels, num_classes=classes,
+                             epochs=_EPOCHS.value, threshold=relu_vs_tanh.PAPER_THRESHOLD)
             for a in ('relu', 'tanh')}
   relu = sweeps['relu'].curves[sweeps['relu'].best_rate]
   tanh = sweeps['tanh'].curves[sweeps['tanh'].best_rate]
-  threshold = (figure1.PAPER_THRESHOLD if _DATASET.value == 'cifar10'
-               else figure1.reachable_threshold(relu, tanh))
+  threshold = (relu_vs_tanh.PAPER_THRESHOLD if _DATASET.value == 'cifar10'
+               else relu_vs_tanh.reachable_threshold(relu, tanh))
   result = {'dataset': _DATASET.value, 'threshold': threshold, 'epochs': _EPOCHS.value,
             'best_rate': {a: s.best_rate for a, s in sweeps.items()},
-            'epochs_to_threshold': {'relu': figure1.epochs_to_reach(relu, threshold),
-                                    'tanh': figure1.epochs_to_reach(tanh, threshold)},
-            'speedup': figure1.speedup(relu, tanh, threshold), 'paper_speedup': 6}
+            'epochs_to_threshold': {'relu': relu_vs_tanh.epochs_to_reach(relu, threshold),
+                                    'tanh': relu_vs_tanh.epochs_to_reach(tanh, threshold)},
+            'speedup': relu_vs_tanh.speedup(relu, tanh, threshold), 'paper_speedup': 6}
   os.makedirs(_WORKDIR.value, exist_ok=True)
   for activation, s in sweeps.items():
     for rate, curve in s.curves.items():
-      figure1.write_curve(os.path.join(_WORKDIR.value, f'{activation}_lr{rate:g}.jsonl'), curve)
-  plots.save_png(figure1.curves_figure(
+      path = os.path.join(_WORKDIR.value, f'{activation}_lr{rate:g}.jsonl')
+      relu_vs_tanh.write_curve(path, curve)
+  plots.save_png(relu_vs_tanh.curves_figure(
       relu, tanh, threshold, f'{_DATASET.value}: ReLU lr {sweeps["relu"].best_rate:g}, '
-      f'tanh lr {sweeps["tanh"].best_rate:g}'), os.path.join(_WORKDIR.value, 'figure1.png'))
-  with open(os.path.join(_WORKDIR.value, 'result.json'), 'w') as f:
-    json.dump(result, f, indent=1)
+      f'tanh lr {sweeps["tanh"].best_rate:g}'), os.path.join(_WORKDIR.value, 'relu_vs_tanh.png'))
+  rundir.write_json(os.path.join(_WORKDIR.value, 'result.json'), result, indent=1)
   print(json.dumps(result))
 
 

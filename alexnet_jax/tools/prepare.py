@@ -1,6 +1,6 @@
 r"""Prepares an experiment's dataset and its statistics, and prints the statistics.
 
-  python -m alexnet_jax.prepare --config=experiments/paper.py [--config.data_dir=DIR] \
+  python -m alexnet_jax.tools.prepare --config=experiments/paper.py [--config.data_dir=DIR] \
       [--recompute_stats]
 
 Does alone what the first training run does before it trains: generates the

@@ -1,9 +1,9 @@
 r"""Training-step throughput, optionally beside PyTorch on the same network.
 
-  python -m alexnet_jax.benchmark                       # the paper's network, batch 128
-  python -m alexnet_jax.benchmark --config=demo         # a config's network and crop size
-  python -m alexnet_jax.benchmark --compare_torch=eager,compile --rounds=4
-  python -m alexnet_jax.benchmark --mesh_data=4 --mesh_model=2 --batch_size=512
+  python -m alexnet_jax.tools.benchmark                       # the paper's network, batch 128
+  python -m alexnet_jax.tools.benchmark --config=demo         # a config's network and crop size
+  python -m alexnet_jax.tools.benchmark --compare_torch=eager,compile --rounds=4
+  python -m alexnet_jax.tools.benchmark --mesh_data=4 --mesh_model=2 --batch_size=512
 
 Prints one Markdown table: images/s, step time (the median over --rounds
 rounds of the median of --steps timed steps, after --warmup untimed ones),

@@ -1,0 +1,1 @@
+"""Section 6 and 7: what a trained network learned, retrieval, Figure 1, and comparisons of runs."""
