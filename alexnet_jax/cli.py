@@ -20,6 +20,11 @@ from ml_collections import config_flags
 from alexnet_jax import config as config_lib
 from alexnet_jax import errors
 
+# Exit statuses of the programs besides 0 (done): a user error (one paragraph on
+# stderr), and a run that a signal stopped after saving (resumable).
+USER_ERROR_STATUS = 1
+STOPPED_STATUS = 3
+
 # The flags defined below belong to the program that asks for them (its --helpshort lists them).
 flags.disclaim_key_flags()
 
@@ -55,7 +60,7 @@ def define_run_flags(workdir_help: str, *, batch_size: bool = True) -> RunFlags:
 def fail(message: str) -> None:
   """Prints `error: message` to stderr and exits with status 1."""
   print(f'error: {message}', file=sys.stderr)
-  sys.exit(1)
+  sys.exit(USER_ERROR_STATUS)
 
 
 def _resolve_config_argument(arg: str) -> str:

@@ -9,7 +9,7 @@ the same command resumes from the latest checkpoint in --workdir. The work is
 done by `alexnet_jax.train.train_and_evaluate`.
 
 Exit status: 0 when the run finished (last line "Finished at step N: ...");
-3 (`STOPPED_STATUS`) when SIGTERM or SIGINT stopped it after saving (last
+3 (`cli.STOPPED_STATUS`) when SIGTERM or SIGINT stopped it after saving (last
 line "Stopped at step N by SIGTERM; rerun the same command to resume.");
 1 for an error the user fixes (one paragraph on stderr).
 """
@@ -26,17 +26,13 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metr
 cli.define_config_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# The exit status of a run that a signal stopped (saved, resumable).
-STOPPED_STATUS = 3
-
-
 def main(argv):
   del argv
   result = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   if result['interrupted']:
     logging.info('Stopped at step %d by %s; rerun the same command to resume.', result['step'],
                  result['stopped_by'])
-    sys.exit(STOPPED_STATUS)
+    sys.exit(cli.STOPPED_STATUS)
   logging.info('Finished at step %d: %s', result['step'],
                {k: round(v, 4) for k, v in result.items() if k.startswith('eval')})
 

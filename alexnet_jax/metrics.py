@@ -76,8 +76,7 @@ class MetricsWriter:
     if not self.enabled:
       return
     values = {k: float(v) for k, v in values.items()}
-    with open(self.path, 'a') as f:
-      f.write(json.dumps({'step': int(step), **values}) + '\n')
+    rundir.append_jsonl(self.path, {'step': int(step), **values})
     for name, value in values.items():
       self._tb.scalar(name, value, step)
     self._tb.flush()

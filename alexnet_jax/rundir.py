@@ -82,6 +82,14 @@ def write_json(path: str, content: Any, indent: int = 2) -> str:
   return atomic_write(path, lambda f: json.dump(content, f, indent=indent))
 
 
+def append_jsonl(path: str, row: dict) -> None:
+  """Appends `row` as one JSON line to `path` (metrics.jsonl), flushed to the disk."""
+  with open(path, 'a') as f:
+    f.write(json.dumps(row) + '\n')
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def write_npy(path: str, array: np.ndarray) -> str:
   """`array` in NumPy's .npy format at `path`, atomically; returns `path`."""
   return atomic_write(path, lambda f: np.save(f, array), binary=True)

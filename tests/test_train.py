@@ -7,92 +7,25 @@ signals, exit codes and messages are the real ones.
 import gc
 import json
 import os
-import pathlib
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import time
 
-import jax
+from conftest import STEPS
+from conftest import final_params
+from conftest import read_metrics
+from conftest import run_main
+from conftest import small_config
+from conftest import small_flags
+from conftest import snapshot
+from conftest import wait_for_checkpoint
 import numpy as np
 import orbax.checkpoint as ocp
 import ports
 import pytest
 
-from alexnet_jax import checkpoint
-from alexnet_jax import config as config_lib
 from alexnet_jax import errors
 from alexnet_jax import train
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DEMO = str(REPO / 'experiments' / 'demo.py')
-STEPS = 12
-
-
-def small_overrides(data_dir, **overrides):
-  """Config fields that shrink the demo config to STEPS steps of 32 images."""
-  return {'data_dir': data_dir, 'input.shapes.train_examples': 192,
-          'input.shapes.eval_examples': 40, 'batch_size': 32,
-          'num_train_steps': STEPS, 'checkpoint_every_steps': 3, 'eval_every_steps': 4,
-          'log_every_steps': 1, 'ten_crop_eval': False, 'plateau.patience': 1, **overrides}
-
-
-def small_flags(data_dir, **overrides):
-  """The same as command-line flags."""
-  def text(v):
-    return ','.join(map(str, v)).join('()') if isinstance(v, tuple) else v
-  return [f'--config.{k}={text(v)}' for k, v in small_overrides(data_dir, **overrides).items()]
-
-
-def small_config(data_dir, **overrides):
-  """The same as a ConfigDict, for calling train_and_evaluate in-process."""
-  config = config_lib.load(DEMO)
-  for key, value in small_overrides(data_dir, **overrides).items():
-    *parents, leaf = key.split('.')
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
-def run_main(workdir, flags, wait=True, timeout=300, output=None):
-  """Runs the main job; wait=False returns the Popen, its output in the open file `output`
-  or else a pipe (which the caller must drain)."""
-  cmd = [sys.executable, '-m', 'alexnet_jax.main', f'--workdir={workdir}', f'--config={DEMO}',
-         *flags]
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
-  if not wait:
-    return subprocess.Popen(cmd, cwd=REPO, env=env,
-                            stdout=subprocess.PIPE if output is None else output,
-                            stderr=subprocess.STDOUT, text=True)
-  return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def read_metrics(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
-def final_params(workdir):
-  """The parameters of the latest checkpoint as NumPy arrays, by path."""
-  step, params = checkpoint.load_params(workdir)
-  flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  return step, {jax.tree_util.keystr(path): leaf for path, leaf in flat}
-
-
-def wait_for_checkpoint(workdir, step, proc, timeout=240):
-  target = os.path.join(workdir, 'checkpoints', str(step))
-  deadline = time.time() + timeout
-  while not os.path.isdir(target):
-    if proc.poll() is not None:
-      raise AssertionError(f'run ended before step {step}:\n{proc.stdout.read()[-3000:]}')
-    if time.time() > deadline:
-      proc.kill()
-      raise AssertionError(f'no checkpoint at step {step} after {timeout} s')
-    time.sleep(0.2)
 
 
 @pytest.fixture(scope='module')
@@ -223,20 +156,15 @@ def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   assert max(r['step'] for r in read_metrics(workdir)) == last
 
 
-def _snapshot(workdir):
-  return {str(p): (p.stat().st_size, p.stat().st_mtime_ns)
-          for p in pathlib.Path(workdir).rglob('*')}
-
-
 def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(uninterrupted[0], workdir)
-  before = _snapshot(workdir)
+  before = snapshot(workdir)
   bad = run_main(workdir, small_flags(data_dir, **{'model.fc_features': 256}))
   assert bad.returncode == 1
   assert 'params/fc6/bias has shape (2, 512) there but (2, 128) here' in bad.stderr
   assert 'Traceback' not in bad.stderr
-  assert _snapshot(workdir) == before
+  assert snapshot(workdir) == before
 
 
 def test_shape_mismatch_error_in_library(data_dir, uninterrupted, tmp_path):

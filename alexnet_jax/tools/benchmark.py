@@ -21,7 +21,6 @@ import os
 from absl import flags
 
 from alexnet_jax import cli
-from alexnet_jax import errors
 from alexnet_jax import model as model_lib
 from alexnet_jax import timing
 
@@ -41,9 +40,17 @@ _MESH_DATA = flags.DEFINE_integer('mesh_data', None,
 _MESH_MODEL = flags.DEFINE_integer('mesh_model', 1, "Devices on the 'model' axis (1 or 2).")
 _COMPARE_TORCH = flags.DEFINE_list('compare_torch', [],
                                    'PyTorch modes to time beside ours: eager, compile.')
+flags.register_validator('compare_torch', lambda modes: set(modes) <= {'eager', 'compile'},
+                         '--compare_torch takes eager and/or compile.')
 _TORCH_SCRIPT = flags.DEFINE_string(
-    'torch_script', os.path.join(os.path.dirname(__file__), '..', 'benchmarks', 'torch_alexnet.py'),
-    'The PyTorch network (a checkout\'s benchmarks/torch_alexnet.py).')
+    'torch_script', 'benchmarks/torch_alexnet.py',
+    'With --compare_torch: the PyTorch network (a checkout\'s benchmarks/torch_alexnet.py; '
+    'the default is relative to the checkout).')
+flags.register_multi_flags_validator(
+    ['compare_torch', 'torch_script'],
+    lambda f: not f['compare_torch'] or os.path.isfile(f['torch_script']),
+    '--compare_torch needs the PyTorch network: run from a checkout, or pass '
+    '--torch_script=<checkout>/benchmarks/torch_alexnet.py.')
 cli.define_config_flag()
 
 
@@ -56,12 +63,6 @@ def main(argv):
     model = timing.model_from_config(flags.FLAGS.config, _NUM_CLASSES.value).clone(**overrides)
   else:
     model = model_lib.AlexNet(num_classes=_NUM_CLASSES.value or 1000, **overrides)
-  unknown = sorted(set(_COMPARE_TORCH.value) - {'eager', 'compile'})
-  if unknown:
-    raise errors.ConfigError(f'--compare_torch takes eager and/or compile, got {unknown}.')
-  if _COMPARE_TORCH.value and not os.path.isfile(_TORCH_SCRIPT.value):
-    raise errors.ConfigError(f'No PyTorch benchmark at {_TORCH_SCRIPT.value}; pass '
-                             '--torch_script=<checkout>/benchmarks/torch_alexnet.py.')
   rows = timing.compare_with_torch(model, _BATCH_SIZE.value, _STEPS.value, _WARMUP.value,
                                    _ROUNDS.value, _COMPARE_TORCH.value, _TORCH_SCRIPT.value,
                                    _MESH_DATA.value, _MESH_MODEL.value)

@@ -15,7 +15,6 @@ nn.Conv2d(groups=2) and Caffe's), stablehlo a `jax.export` inference function
 that runs with plain JAX. The work is done by `alexnet_jax.pretrained`.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -34,6 +33,17 @@ _OUT = flags.DEFINE_string('out', None, 'The file --to writes.')
 _PLATFORMS = flags.DEFINE_list('platforms', ['cpu', 'cuda'],
                                'With --to=stablehlo: the platforms the export runs on.')
 flags.mark_flags_as_required(['workdir'])
+flags.register_multi_flags_validator(
+    ['from', 'to'], lambda f: (f['from'] is None) != (f['to'] is None),
+    'Give exactly one of --from (import) and --to (export).')
+flags.register_multi_flags_validator(
+    ['from', 'weights'], lambda f: f['from'] is None or bool(f['weights']),
+    '--from needs --weights=FILE.')
+flags.register_multi_flags_validator(
+    ['from', 'mean'], lambda f: not f['mean'] or f['from'] == 'caffe',
+    '--mean goes with --from=caffe.')
+flags.register_multi_flags_validator(
+    ['to', 'out'], lambda f: f['to'] is None or bool(f['out']), '--to needs --out=FILE.')
 
 _READERS = {'caffe': pretrained.read_caffemodel, 'onnx': pretrained.read_onnx,
             'npz': pretrained.read_npz}
@@ -41,13 +51,7 @@ _READERS = {'caffe': pretrained.read_caffemodel, 'onnx': pretrained.read_onnx,
 
 def main(argv):
   del argv
-  if (_FROM.value is None) == (_TO.value is None):
-    raise app.UsageError('Give exactly one of --from (import) and --to (export).')
   if _FROM.value is not None:
-    if not _WEIGHTS.value:
-      raise app.UsageError(f'--from={_FROM.value} needs --weights=FILE.')
-    if _MEAN.value and _FROM.value != 'caffe':
-      raise app.UsageError('--mean goes with --from=caffe.')
     weights = _READERS[_FROM.value](_WEIGHTS.value)
     mean = pretrained.read_mean(_MEAN.value) if _MEAN.value else None
     pretrained.write_workdir(_WORKDIR.value, weights, source=_FROM.value,
@@ -55,8 +59,6 @@ def main(argv):
     logging.info('Wrote the BVLC AlexNet to %s. It takes 227x227 BGR images minus the Caffe '
                  'mean (config.json: input.channel_order, input.mean).', _WORKDIR.value)
     return
-  if not _OUT.value:
-    raise app.UsageError(f'--to={_TO.value} needs --out=FILE.')
   config, params = pretrained.load_workdir(_WORKDIR.value)
   if _TO.value == 'npz':
     weights = pretrained.from_params(params, f'The checkpoint in {_WORKDIR.value}')

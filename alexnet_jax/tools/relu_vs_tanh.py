@@ -22,7 +22,6 @@ from absl import flags
 from absl import logging
 
 from alexnet_jax import cli
-from alexnet_jax import errors
 from alexnet_jax import plots
 from alexnet_jax import rundir
 from alexnet_jax.analysis import relu_vs_tanh
@@ -37,12 +36,19 @@ _RATES = flags.DEFINE_list('rates', ['0.01', '0.05'], 'The learning rates swept.
 _EXAMPLES = flags.DEFINE_integer('shapes_examples', 1500, 'Training images of the stand-in.')
 
 
+def _numbers(values: list[str]) -> bool:
+  try:
+    return bool([float(v) for v in values])
+  except ValueError:
+    return False
+
+
+flags.register_validator('rates', _numbers, '--rates must be a list of numbers.')
+
+
 def main(argv):
   del argv
-  try:
-    rates = [float(r) for r in _RATES.value]
-  except ValueError:
-    raise errors.ConfigError(f'--rates={",".join(_RATES.value)} must be numbers.') from None
+  rates = [float(r) for r in _RATES.value]
   images, labels, classes = relu_vs_tanh.load_training_set(_DATASET.value, _DATA_DIR.value,
                                                       shapes_examples=_EXAMPLES.value)
   logging.info('%s: %d training images, %d classes.', _DATASET.value, len(images), classes)

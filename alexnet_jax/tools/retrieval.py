@@ -20,29 +20,26 @@ import os
 from absl import flags
 
 from alexnet_jax import cli
-from alexnet_jax import errors
 from alexnet_jax import rundir
 from alexnet_jax.analysis import retrieval
 
 _RUN = cli.define_run_flags('A training run (python -m alexnet_jax.main).')
-_BITS = flags.DEFINE_integer('bits', 64, 'Code length in bits (a multiple of 8).')
-_K = flags.DEFINE_integer('k', 10, 'Images retrieved per query.')
-_TRAIN_STEPS = flags.DEFINE_integer('train_steps', 2000, 'Auto-encoder training steps.')
+_BITS = flags.DEFINE_integer('bits', 64, 'Code length in bits (a multiple of 8).', lower_bound=8)
+_K = flags.DEFINE_integer('k', 10, 'Images retrieved per query.', lower_bound=1)
+_TRAIN_STEPS = flags.DEFINE_integer('train_steps', 2000, 'Auto-encoder training steps.',
+                                    lower_bound=1)
 _MAX_TRAIN = flags.DEFINE_integer('max_train_examples', None,
                                   'Use only the first N training images (default: all).')
 _MAX_QUERIES = flags.DEFINE_integer('max_queries', None,
                                     'Use only the first N validation images (default: all).')
 _SEARCH_BATCH = flags.DEFINE_integer('search_batch_size', 4096,
-                                     'Candidates per step of the searches.')
+                                     'Candidates per step of the searches.', lower_bound=1)
+flags.register_validator('bits', lambda bits: bits % 8 == 0, '--bits must be a multiple of 8.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the auto-encoder.')
 
 
 def main(argv):
   del argv
-  if _BITS.value < 8 or _BITS.value % 8:
-    raise errors.ConfigError(f'--bits must be a positive multiple of 8, got {_BITS.value}.')
-  if _K.value < 1 or _SEARCH_BATCH.value < 1 or _TRAIN_STEPS.value < 1:
-    raise errors.ConfigError('--k, --search_batch_size and --train_steps must be positive.')
   run = rundir.open_run(_RUN.workdir.value, _RUN.step.value)
   out_dir = os.path.join(run.workdir, rundir.RETRIEVAL_DIR)
   rundir.check_out_dir(out_dir)

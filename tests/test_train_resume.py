@@ -5,12 +5,12 @@ import json
 import os
 import shutil
 
+from conftest import read_metrics
+from conftest import small_config
+from conftest import snapshot
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from test_train import _snapshot
-from test_train import read_metrics
-from test_train import small_config
 
 from alexnet_jax import errors
 from alexnet_jax import train
@@ -41,12 +41,12 @@ def _stored_state(workdir, step):
 def test_changed_batch_size_fails_naming_both_values_and_leaves_workdir(data_dir, started,
                                                                         tmp_path):
   workdir = _copy(started, tmp_path)
-  before = _snapshot(workdir)
+  before = snapshot(workdir)
   config = small_config(data_dir, batch_size=16, num_train_steps=FIRST_STEPS + 2)
   with pytest.raises(errors.ConfigError, match='batch_size was 32, now 16') as err:
     train.train_and_evaluate(config, workdir)
   assert 'allow_config_change=True' in str(err.value)
-  assert _snapshot(workdir) == before
+  assert snapshot(workdir) == before
 
 
 def test_changed_seed_and_model_are_named_together(data_dir, started, tmp_path):

@@ -7,14 +7,14 @@ per-step dropout masks, the check before each checkpoint and the section 2 resiz
 checked against numbers the tests know in advance.
 """
 
+from conftest import final_params
+from conftest import read_metrics
+from conftest import small_config
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import final_params  # the training tests' demo-config helpers
-from test_train import read_metrics
-from test_train import small_config
 
 from alexnet_jax import errors
 from alexnet_jax import layers

@@ -6,17 +6,15 @@ import signal
 import socket
 import time
 
+from conftest import final_params
+from conftest import run_main
+from conftest import small_config
+from conftest import small_flags
+from conftest import wait_for_checkpoint
 import numpy as np
-from test_train import final_params
-from test_train import run_main
-from test_train import small_config
-from test_train import small_flags
-from test_train import wait_for_checkpoint
 
 from alexnet_jax import checkpoint
-from alexnet_jax import main as main_program
-from alexnet_jax import rundir
-from alexnet_jax import steps
+from alexnet_jax import cli
 from alexnet_jax import train
 
 
@@ -55,7 +53,7 @@ def test_two_processes_signalled_at_different_steps_save_one_step_and_resume_exa
   outputs = _finish(procs)
   stopped = []
   for p, out, name in zip(procs, outputs, ('SIGINT', 'SIGTERM')):
-    assert p.returncode == main_program.STOPPED_STATUS, out[-3000:]
+    assert p.returncode == cli.STOPPED_STATUS, out[-3000:]
     stopped.append(int(re.search(rf'Stopped at step (\d+) by {name}', out).group(1)))
   assert stopped[0] == stopped[1] == checkpoint.all_steps(workdir)[-1]
   stop_step = stopped[0]
@@ -71,29 +69,3 @@ def test_two_processes_signalled_at_different_steps_save_one_step_and_resume_exa
   for name, value in ref.items():
     np.testing.assert_allclose(params[name], value, rtol=0, atol=1e-5 * np.abs(value).max(),
                                err_msg=name)
-
-
-def test_best_checkpoint_is_kept_when_the_error_goes_back_up(data_dir, tmp_path, monkeypatch):
-  """A real run that evaluates after every step, with keep_checkpoints=2, whose
-  validation errors are scripted to go down and up (ties go to the later step)."""
-  errors = {1: 0.6, 2: 0.3, 3: 0.45, 4: 0.3, 5: 0.7, 6: 0.5}
-  measured = steps.evaluate
-  scripted_errors = iter(errors[step] for step in sorted(errors))
-
-  def scripted(*args):
-    return {**measured(*args), 'top1_error': next(scripted_errors)}
-
-  monkeypatch.setattr(steps, 'evaluate', scripted)
-  workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(small_config(data_dir, num_train_steps=6, eval_every_steps=1,
-                                        checkpoint_every_steps=6, keep_checkpoints=2), workdir)
-  lowest = min(errors.values())
-  best = max(step for step, error in errors.items() if error == lowest)
-  assert best == 4
-  assert checkpoint.best_step(workdir) == best
-  assert checkpoint.all_steps(workdir) == [best, 5, 6]
-  assert rundir.open_run(workdir, 'best').step == best
-
-
-def test_best_step_is_none_without_checkpoints(tmp_path):
-  assert checkpoint.best_step(str(tmp_path)) is None

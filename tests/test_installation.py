@@ -12,7 +12,7 @@ import jax
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from alexnet_jax import doctor
+from alexnet_jax import installation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LINUX = {**default_environment(), 'sys_platform': 'linux', 'platform_system': 'Linux'}
@@ -76,20 +76,20 @@ def test_installed_versions_match_requirements_txt():
 
 def test_detects_gpu_and_tpu_device_files(tmp_path, monkeypatch):
   monkeypatch.setenv('PATH', str(tmp_path / 'bin'))  # no nvidia-smi
-  assert doctor.detect_accelerators(str(tmp_path)) == {}
+  assert installation.detect_accelerators(str(tmp_path)) == {}
   (tmp_path / 'dev').mkdir()
   (tmp_path / 'dev' / 'nvidia0').touch()
   (tmp_path / 'dev' / 'accel0').touch()
-  assert doctor.detect_accelerators(str(tmp_path)) == {
+  assert installation.detect_accelerators(str(tmp_path)) == {
       'gpu': str(tmp_path / 'dev' / 'nvidia0'), 'tpu': str(tmp_path / 'dev' / 'accel0')}
 
 
 def test_warning_only_for_an_unused_accelerator():
   gpu = {'gpu': '/dev/nvidia0'}
-  assert "'.[cuda12]'" in doctor.unused_accelerator_warning(gpu, 'cpu')
-  assert "'.[tpu]'" in doctor.unused_accelerator_warning({'tpu': '/dev/accel0'}, 'cpu')
-  assert doctor.unused_accelerator_warning(gpu, 'gpu') is None
-  assert doctor.unused_accelerator_warning({}, 'cpu') is None
+  assert "'.[cuda12]'" in installation.unused_accelerator_warning(gpu, 'cpu')
+  assert "'.[tpu]'" in installation.unused_accelerator_warning({'tpu': '/dev/accel0'}, 'cpu')
+  assert installation.unused_accelerator_warning(gpu, 'gpu') is None
+  assert installation.unused_accelerator_warning({}, 'cpu') is None
 
 
 def _run_doctor(path: str) -> subprocess.CompletedProcess:
@@ -100,8 +100,8 @@ def _run_doctor(path: str) -> subprocess.CompletedProcess:
 
 def test_doctor_prints_versions_and_backend():
   result = _run_doctor(os.environ['PATH'])
-  if 'gpu' in doctor.detect_accelerators() or 'tpu' in doctor.detect_accelerators():
-    assert result.returncode == doctor.UNUSED_ACCELERATOR_STATUS  # JAX_PLATFORMS=cpu above
+  if 'gpu' in installation.detect_accelerators() or 'tpu' in installation.detect_accelerators():
+    assert result.returncode == installation.UNUSED_ACCELERATOR_STATUS  # JAX_PLATFORMS=cpu above
   else:
     assert result.returncode == 0, result.stderr
   assert f'JAX {jax.__version__} ' in result.stdout
@@ -114,6 +114,6 @@ def test_doctor_warns_when_nvidia_smi_exists_but_jax_runs_on_cpu(tmp_path):
   fake.write_text('#!/bin/sh\nexit 0\n')
   fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
   result = _run_doctor(f'{tmp_path}{os.pathsep}{os.environ["PATH"]}')
-  assert result.returncode == doctor.UNUSED_ACCELERATOR_STATUS
-  evidence = doctor.detect_accelerators().get('gpu', str(fake))  # a real /dev/nvidia0 wins
+  assert result.returncode == installation.UNUSED_ACCELERATOR_STATUS
+  evidence = installation.detect_accelerators().get('gpu', str(fake))  # a real /dev/nvidia0 wins
   assert f'has a GPU ({evidence}) but JAX runs on the CPU' in result.stdout
