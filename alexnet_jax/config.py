@@ -26,8 +26,10 @@ from alexnet_jax import errors
 EXPERIMENTS_PACKAGE = 'alexnet_jax.experiments'
 
 
-def _none(field_type):
-  """A field that is None (derive it) until set; typed so that a flag can set it."""
+def placeholder(field_type):
+  """A field that is None (derived, or required) until set, typed so that a command-line
+  flag can set it (ml_collections cannot override a field whose value is a plain None).
+  Experiment files use it too: `config.data_dir = config_lib.placeholder(str)`."""
   return config_dict.placeholder(field_type)
 
 
@@ -40,35 +42,44 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = '~/tensorflow_datasets'
   c.input = ml_collections.ConfigDict(dict(
       image_size=256,                 # stored side S (section 2)
+      # How an image becomes S x S: 'shorter_side' (section 2: the shorter side to S,
+      # antialiased, then the central S x S) or 'warp' (BVLC's Caffe models: the whole
+      # image to S x S, bilinear without antialiasing, as OpenCV's INTER_LINEAR).
+      resize='shorter_side',
       crop_size=224,                  # training and test crop C (section 4.1)
       lighting_std=0.1,               # std of the PCA lighting alphas (section 4.1); 0: off
       lighting_convention='paper',    # 'paper' (eigenvalues) or 'cuda_convnet2' (their roots)
-      num_threads=_none(int),         # tf.data threads; None: all cores
-      stats_dir=_none(str),           # where stats_<S>.npz lives; None: beside the data
-      prepared_dir=_none(str),        # None: <data_dir>/alexnet_jax_prepared/<dataset>_<S>
-      prepare_workers=_none(int),     # threads of the one-time preparation; None: all cores
+      num_threads=placeholder(int),         # tf.data threads; None: all cores
+      stats_dir=placeholder(str),           # where stats_<S>.npz lives; None: beside the data
+      prepared_dir=placeholder(str),        # None: <data_dir>/alexnet_jax_prepared/<dataset>_<S>
+      prepare_workers=placeholder(int),     # threads of the one-time preparation; None: all cores
       jpeg_quality=90,                # of the prepared S x S JPEGs
-      synset_words=_none(str),        # '<wnid> <words>' file for readable class names
+      # The prepared copy's records: 'jpeg' (S x S JPEGs) or 'raw' (S x S x 3 uint8: about 12x
+      # the disk, 197 KB an image at 256, read several times faster: docs/benchmarks.md).
+      storage='jpeg',
+      synset_words=placeholder(str),        # '<wnid> <words>' file for readable class names
       # What the network takes (section 2: minus the mean image, RGB). Caffe's
       # converted networks: mean='caffe' (mean_file, else the per-channel mean_bgr),
       # channel_order='bgr' (the mean is subtracted first, then the channels reversed).
       channel_order='rgb',            # 'rgb' or 'bgr'
       mean='dataset',                 # 'dataset' (the mean image of stats_<S>.npz) or 'caffe'
       mean_bgr=[104.00698793, 116.66876762, 122.67891434],  # Caffe's ILSVRC-2012 BGR means
-      mean_file=_none(str),           # (S, S, 3) BGR .npy; relative: to the workdir
-      # classes: the class indices kept (relabelled 0..k-1 in this order); None: all 12.
+      mean_file=placeholder(str),           # (S, S, 3) BGR .npy; relative: to the workdir
+      # classes: the class indices kept (relabelled 0..k-1 in this order); None: all of them.
+      # difficulty: 'easy' (12 classes, shape x colour) or 'hard' (16 shapes, any colour;
+      # alexnet_jax/data/synthetic.py).
       shapes=ml_collections.ConfigDict(dict(train_examples=5000, eval_examples=1000, seed=0,
-                                            classes=_none(tuple))),
+                                            classes=placeholder(tuple), difficulty='easy')),
       imagenette=ml_collections.ConfigDict(dict(variant='full-size-v2')),
       folder=ml_collections.ConfigDict(dict(prepare=True)),  # False: decode originals each time
   ))
 
   # Schedule (section 5): batch 128, about 90 epochs.
   c.batch_size = 128                  # global, over all devices and processes
-  c.eval_batch_size = _none(int)      # global; None: batch_size (ten crops: 10x the images)
+  c.eval_batch_size = placeholder(int)      # global; None: batch_size (ten crops: 10x the images)
   c.num_epochs = 90
-  c.num_train_steps = _none(int)      # None: num_epochs of the training split
-  c.eval_every_steps = _none(int)     # None: once per epoch
+  c.num_train_steps = placeholder(int)      # None: num_epochs of the training split
+  c.eval_every_steps = placeholder(int)     # None: once per epoch
   c.checkpoint_every_steps = 2000
   c.keep_checkpoints = 3
   c.log_every_steps = 100
@@ -83,35 +94,40 @@ def base_config() -> ml_collections.ConfigDict:
   c.weight_decay = 5e-4
   c.decay_biases = True               # False: no weight decay on biases (cuda-convnet2)
   c.bias_lr_multiplier = 1.0          # 2.0: biases learn twice as fast (cuda-convnet2)
-  c.lr_policy = 'plateau'             # 'plateau' (the paper) or 'steps'
+  c.lr_policy = 'plateau'             # 'plateau' (the paper), 'steps' or 'dexp' (cuda-convnet2)
   c.plateau = ml_collections.ConfigDict(
       dict(patience=2, min_delta=0.001, factor=0.1, max_drops=3))
   c.lr_steps = ml_collections.ConfigDict(dict(boundaries=[], factor=0.1))
+  # lr_policy 'dexp' (alexnet_jax.optim.dexp_schedule): weights from learning_rate and biases
+  # from learning_rate * bias_lr_multiplier, each down by its factor in that many equal stages.
+  # Defaults: cuda-convnet2's layers/layer-params-imagenet-1gpu.cfg, lines 6-7.
+  c.dexp = ml_collections.ConfigDict(dict(weights_factor=250.0, weights_steps=4,
+                                          biases_factor=10.0, biases_steps=2))
 
   # The network: alexnet_jax.model.AlexNet's fields. num_classes comes from
   # the data and image_size from input.crop_size.
   c.model = ml_collections.ConfigDict(dict(
-      towers=2, conv_features=_none(tuple), fc_features=4096, lrn=True,
+      towers=2, conv_features=placeholder(tuple), fc_features=4096, lrn=True,
       lrn_convention='paper', lrn_k=2.0, lrn_across_towers=False, pool_window=3, pool_stride=2,
       activation='relu', conv6=False, dropout_rate=0.5, init_std=0.01,
       dropout_form='paper',           # 'paper' (x (1 - rate) at test, section 4.2) or 'inverted'
-      remove_conv='',                 # '' or 'conv3' / 'conv4' / 'conv5' left out (section 7)
+      remove_conv='',                 # '' or 'conv2' / 'conv3' / 'conv4' left out (section 7)
       # 'float32' (true float32 convolutions and matmuls, also on GPUs), 'default'
       # (TF32 on Ampere and later GPUs) or 'bfloat16' (bfloat16 compute, float32 params).
       matmul_precision='float32'))
 
   # Devices (docs/parallel.md): None: model=2 when the devices pair up and the
   # network has two towers, data = the remaining devices.
-  c.mesh = ml_collections.ConfigDict(dict(data=_none(int), model=_none(int)))
+  c.mesh = ml_collections.ConfigDict(dict(data=placeholder(int), model=placeholder(int)))
   # Several processes: None and '' are detected by jax.distributed.
   c.distributed = ml_collections.ConfigDict(dict(
-      enabled=False, coordinator_address=_none(str), num_processes=_none(int),
-      process_id=_none(int)))
+      enabled=False, coordinator_address=placeholder(str), num_processes=placeholder(int),
+      process_id=placeholder(int)))
   # Converted weights (alexnet_jax.tools.convert): the format and file they came from.
   c.pretrained = ml_collections.ConfigDict(dict(source='', weights=''))
   # Transfer (alexnet_jax.transfer): a run's workdir (or a converted one) whose latest
   # checkpoint initializes every parameter of the same name and shape; a fresh start only.
-  c.init_from = _none(str)
+  c.init_from = placeholder(str)
   return c
 
 
@@ -187,7 +203,8 @@ def load(spec: str) -> ml_collections.ConfigDict:
 
 
 def check_fields(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming every field of `config` that base_config does not know.
+  """Raises ConfigError naming every field of `config` that base_config does not know,
+  or a required field left unset (REQUIRED).
 
   A locked config (from `load` or the command line) cannot gain fields; this
   catches them in a config built or unlocked by hand.
@@ -197,6 +214,17 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(
         f'The config has no field {", ".join(unknown)}; the fields and their meaning are in '
         'alexnet_jax/config.py.')
+  for field, flag in REQUIRED.items():
+    if config[field] in (None, ''):
+      where = FOLDER_LAYOUT if config.dataset == 'folder' else 'the dataset\'s TFDS directory'
+      raise errors.ConfigError(f'config.{field} is not set, and this experiment needs it: pass '
+                               f'{flag} ({where}).')
+
+
+# Fields a run cannot start without, with the flag that sets them (an experiment may
+# leave one a `placeholder`, as experiments/folder.py does with data_dir).
+REQUIRED = {'data_dir': '--config.data_dir=/path/to/folder'}
+FOLDER_LAYOUT = 'a folder holding train/<class>/*.JPEG and val/<class>/*.JPEG'
 
 
 def _paths(config, prefix: str = '') -> list[str]:

@@ -150,7 +150,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                              'num_train_steps and eval_every_steps may also be None).')
   model = model_lib.from_config(config.model, num_classes=config.model.towers,
                                 image_size=config.input.crop_size)
-  optim.make_optimizer(config)
+  optim.make_optimizer(config, total_steps=1)
   if config.lr_policy == 'plateau':
     optim.Plateau(**config.plateau)
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model, model.towers)
@@ -235,17 +235,19 @@ def fresh_state(config: ml_collections.ConfigDict, workdir: str, model: model_li
 
 
 def resume(run: _Run, state: TrainState) -> tuple[TrainState, dict[str, tuple[Any, Any]]]:
-  """The latest checkpoint in the workdir (`state` when there is none), and the config
-  fields changed since it was saved.
+  """The newest readable checkpoint in the workdir (`state` when there is none), and the
+  config fields changed since it was saved.
 
-  A changed config.learning_rate applies from now on, after the plateau drops
-  already made. Raises before anything in the workdir changes when the
-  checkpoint does not fit the config.
+  Newer checkpoints that cannot be read are moved aside with a logged paragraph
+  (`checkpoint.restore_newest_readable`). A changed config.learning_rate
+  applies from now on, after the plateau drops already made. Raises, with
+  nothing else in the workdir changed, when the checkpoint does not fit the
+  config or none can be read.
   """
-  latest = run.manager.latest_step()
-  if latest is None:
+  restored = checkpoint.restore_newest_readable(run.manager, state)
+  if restored is None:
     return state, {}
-  state = checkpoint.restore(run.manager, latest, state)
+  state, latest = restored, restored.step
   changes = check_resume_config(run.config, run.workdir, latest)
   logging.info('Resumed from the checkpoint at step %d in %s.', latest, run.manager.directory)
   if run.plateau is not None:
@@ -360,7 +362,8 @@ def train_loop(run: _Run, state: TrainState,
 
   Returns (the last state, the last evaluation, the signal that stopped the run or None).
   """
-  train_step = steps.make_train_step(run.model, run.tx, run.mesh)
+  train_step = steps.make_train_step(run.model, run.tx, run.mesh,
+                                     data.train_transform(run.info, run.config.input))
   eval_step = steps.make_eval_step(run.model, run.mesh)
   dropout_root = jax.random.fold_in(jax.random.key(run.config.seed), 1)
   schedule = run.schedule
@@ -415,8 +418,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     parallel.initialize_distributed(config.distributed.coordinator_address,
                                     config.distributed.num_processes,
                                     config.distributed.process_id)
+  # A fine-tune takes the conventions of the network it starts from (transfer.py).
+  config = transfer.adopt_conventions(config, workdir)
   check_config(config)
-  rundir.make_workdir(workdir)
+  rundir.check_writable(workdir)  # before the data: a bad --workdir fails at once
   logging.info('JAX %s, backend %s, %d devices in %d processes (this is process %d).',
                jax.__version__, jax.default_backend(), jax.device_count(), jax.process_count(),
                jax.process_index())
@@ -428,8 +433,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                '(%d per epoch) of %d images.', config.dataset, info.num_train_examples,
                info.num_eval_examples, info.num_classes, dict(mesh.shape), schedule.total_steps,
                schedule.steps_per_epoch, config.batch_size)
-  tx = optim.make_optimizer(config)
+  tx = optim.make_optimizer(config, schedule.total_steps)
   state = fresh_state(config, workdir, model, mesh, tx, info.class_names)
+  rundir.make_workdir(workdir)
   run = _Run(config, workdir, info, model, mesh, schedule, tx,
              optim.Plateau(**config.plateau) if config.lr_policy == 'plateau' else None,
              # Which rows of every global batch this process reads (processes holding
@@ -441,8 +447,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     resumed_at = run.manager.latest_step()
     run = dataclasses.replace(
         run, writer=metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0))
-    if resumed_at is not None:
-      run.writer.truncate_after(resumed_at)
+    # The rows after the checkpoint are logged again (all of them when a run killed
+    # before its first save starts over).
+    run.writer.truncate_after(resumed_at or 0)
     write_run_files(run, resumed_at, changes)
     with _StopRequest(run.manager) as stop:
       state, result, stopped_by = train_loop(run, state, stop)
@@ -453,6 +460,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      'command again to resume.', stopped_by,
                      '' if stop.signal else ' (a preemption notice to this or another process)',
                      state.step)
+    run.manager.wait_until_finished()  # where the last save's failure surfaces
+  except Exception as e:
+    if not checkpoint.is_disk_full(e):
+      raise
+    raise checkpoint.disk_full(run.manager, e, state, config.keep_checkpoints) from e
   finally:  # a save in flight completes even when the run stops on an error
     run.manager.wait_until_finished()
     run.manager.close()

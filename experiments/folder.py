@@ -13,11 +13,11 @@ Result: depends on the folder; on the full ILSVRC-2012 folder the paper
 reports 40.7% / 18.2% top-1 / top-5 validation error (not yet measured here).
 """
 
-from alexnet_jax.config import base_config
+from alexnet_jax import config as config_lib
 
 
 def get_config():
-  config = base_config()
+  config = config_lib.base_config()
   config.dataset = 'folder'
-  config.data_dir = None  # required: --config.data_dir=/path/to/folder
+  config.data_dir = config_lib.placeholder(str)  # required: --config.data_dir=/path/to/folder
   return config

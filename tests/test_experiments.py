@@ -2,8 +2,11 @@
 
 import os
 
+from absl import flags
 import jax
 import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
 import numpy as np
 import pytest
 
@@ -17,7 +20,7 @@ from alexnet_jax import train
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments')
 # Configs that take a get_config argument, with the arguments they accept.
 ARGUMENTS = {'demo_ablation': ['', *(a.name for a in ablations.ABLATIONS.values() if a.apply)],
-             'minus_conv': ['conv3', 'conv4', 'conv5'], 'pretrain_conv6': ['paper', 'demo'],
+             'minus_conv': ['conv2', 'conv3', 'conv4'], 'pretrain_conv6': ['paper', 'demo'],
              'finetune': ['paper', 'demo']}
 NARROW = dict(conv_features=(16, 32, 48, 48, 32), fc_features=64, image_size=67, num_classes=10)
 
@@ -33,12 +36,51 @@ def test_every_experiment_loads_checks_and_builds(spec):
   """Every config in experiments/ (with each argument it takes) loads, passes check_config and
   builds its network, whose parameters initialize with finite shapes."""
   config = config_lib.load(spec)
+  if config.data_dir is None:  # required, set on the command line (folder datasets)
+    with pytest.raises(errors.ConfigError, match='--config.data_dir=/path/to/folder'):
+      train.check_config(config)
+    with config.unlocked():
+      config.data_dir = '/data/images'
   train.check_config(config)
   classes = len(config.input.shapes.classes or ()) or 12
   model = model_lib.from_config(config.model, classes, image_size=config.input.crop_size)
   shapes = jax.eval_shape(model.init, jax.random.key(0),
                           jnp.zeros((1, model.image_size, model.image_size, 3)))
   assert shapes['params']['fc8']['kernel'].shape[-1] * model.towers == classes
+
+
+def _placeholders(config, prefix=''):
+  """(dotted name, type) of every field of `config` whose value is None."""
+  found = []
+  for name, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      found += _placeholders(value, f'{prefix}{name}.')
+    elif value is None:
+      found.append((prefix + name, config.get_type(name)))
+  return found
+
+
+FLAG_VALUES = {str: 'x', int: '3', float: '0.5', bool: 'True', tuple: '(1,2)'}
+
+
+@pytest.mark.parametrize('spec', _specs())
+def test_every_none_field_can_be_set_from_the_command_line(spec):
+  """Each field left None in an experiment (a derived default or a required input) is a
+  typed placeholder: --config.<field>=value sets it through absl's parser, as a user's
+  command line does (a plain None cannot be overridden by ml_collections)."""
+  path = config_lib.experiment_path(spec)
+  fields = _placeholders(config_lib.load(spec))
+  assert fields, spec  # every config leaves some fields to be derived
+  for name, field_type in fields:
+    argv = ['program', f'--config={path}', f'--config.{name}={FLAG_VALUES[field_type]}']
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file('config', None, flag_values=flag_values, lock_config=True,
+                                    sys_argv=argv)  # overrides are read from the command line
+    flag_values(argv)
+    value = flag_values.config
+    for part in name.split('.'):
+      value = value[part]
+    assert value is not None and isinstance(value, field_type), (spec, name, value)
 
 
 def test_ablation_configs_change_exactly_their_fields():
@@ -164,18 +206,22 @@ def _kernel_shapes(**fields):
 
 
 def test_minus_conv_shapes():
-  """Without conv4, conv5 reads conv3's 192 maps per tower; without conv5, fc6 reads 6x6 pooled
-  conv4 maps (2 x 192); without conv3, conv4 reads its own tower's 128 pool2 maps."""
+  """Without conv2, conv3 reads both towers' 48 pooled conv1 maps (96); without conv3, conv4
+  reads its own tower's 128 pool2 maps; without conv4, conv5 reads conv3's 192 maps per
+  tower. fc6 reads 6x6x256 maps in all three; the other layers keep their shapes."""
   full = _kernel_shapes()
-  no4 = _kernel_shapes(remove_conv='conv4')
-  assert 'conv4' not in no4
-  assert no4['conv5'] == (2, 3, 3, 192, 128)
-  assert no4['fc6'] == full['fc6'] == (2, 6 * 6 * 256, 2048)
-  no5 = _kernel_shapes(remove_conv='conv5')
-  assert 'conv5' not in no5 and no5['fc6'] == (2, 6 * 6 * 384, 2048)
+  no2 = _kernel_shapes(remove_conv='conv2')
+  assert 'conv2' not in no2 and no2['conv3'] == (2, 3, 3, 96, 192)
   no3 = _kernel_shapes(remove_conv='conv3')
   assert 'conv3' not in no3 and no3['conv4'] == (2, 3, 3, 128, 192)
-  for fields in ({'remove_conv': 'conv4'}, {'remove_conv': 'conv3'}):
+  no4 = _kernel_shapes(remove_conv='conv4')
+  assert 'conv4' not in no4 and no4['conv5'] == (2, 3, 3, 192, 128)
+  changed = {'conv2': 'conv3', 'conv3': 'conv4', 'conv4': 'conv5'}
+  for removed, shapes in (('conv2', no2), ('conv3', no3), ('conv4', no4)):
+    assert shapes['fc6'] == full['fc6'] == (2, 6 * 6 * 256, 2048)
+    assert {k: v for k, v in shapes.items() if k != changed[removed]} == {
+        k: v for k, v in full.items() if k not in (removed, changed[removed])}
+  for fields in ({'remove_conv': 'conv2'}, {'remove_conv': 'conv3'}):
     model = model_lib.AlexNet(**NARROW, **fields)
     x = jnp.ones((2, 67, 67, 3))
     assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, 10)
@@ -183,7 +229,7 @@ def test_minus_conv_shapes():
 
 def test_minus_conv_bad_layer_is_a_config_error():
   """A layer that does not exist or is not a middle one stops check_config with the choices."""
-  for layer in ('conv6', 'conv1', 'fc6'):
+  for layer in ('conv6', 'conv1', 'conv5', 'fc6'):
     config = config_lib.load(f'minus_conv:{layer}')
-    with pytest.raises(errors.ConfigError, match="'conv3', 'conv4', 'conv5'"):
+    with pytest.raises(errors.ConfigError, match="'conv2', 'conv3', 'conv4'"):
       train.check_config(config)

@@ -9,14 +9,12 @@ import importlib.util
 import inspect
 import os
 import pathlib
-import pkgutil
 import re
 import subprocess
 import sys
 
 import pytest
 
-import alexnet_jax
 from alexnet_jax import config as config_lib
 from alexnet_jax import errors
 from alexnet_jax import train
@@ -48,32 +46,97 @@ def test_data_is_a_leaf():
   assert not outside
 
 
-def _package_modules() -> tuple[list, list[str]]:
-  """(imported library modules, source texts of the programs).
+PACKAGE = REPO / 'alexnet_jax'
 
-  Programs (`cli.run(main)` at the bottom) define absl flags at import, so
-  they are read, not imported, in one process.
-  """
-  libraries, programs = [], []
-  for info in pkgutil.walk_packages(alexnet_jax.__path__, 'alexnet_jax.'):
-    if info.name.startswith('alexnet_jax.experiments'):
-      continue
-    source = pathlib.Path(importlib.util.find_spec(info.name).origin).read_text()
-    if 'cli.run(' in source:
-      programs.append(source)
-    else:
-      libraries.append(importlib.import_module(info.name))
-  return libraries, programs
+
+def _relative(path: pathlib.Path) -> str:
+  return path.relative_to(REPO).as_posix()
+
+
+def _is_program(path: pathlib.Path) -> bool:
+  """Programs are alexnet_jax/main.py and the modules under alexnet_jax/tools/."""
+  relative = path.relative_to(PACKAGE)
+  return relative.as_posix() == 'main.py' or (
+      relative.parts[0] == 'tools' and path.name != '__init__.py')
+
+
+def _sources() -> dict[pathlib.Path, str]:
+  return {path: path.read_text() for path in sorted(PACKAGE.rglob('*.py'))}
+
+
+def _module_name(path: pathlib.Path) -> str:
+  return '.'.join(path.relative_to(REPO).with_suffix('').parts).removesuffix('.__init__')
+
+
+def _library_modules() -> list:
+  """The package's library modules, imported (programs define absl flags at import)."""
+  return [importlib.import_module(_module_name(path)) for path in _sources()
+          if not _is_program(path)]
 
 
 def test_every_exception_class_is_an_alexnet_error():
-  libraries, programs = _package_modules()
-  defined = [cls for module in libraries
+  defined = [cls for module in _library_modules()
              for _, cls in inspect.getmembers(module, inspect.isclass)
              if issubclass(cls, BaseException) and cls.__module__ == module.__name__]
-  assert errors.ConfigError in defined and len(programs) >= 3
+  assert errors.ConfigError in defined
   assert [c for c in defined if not issubclass(c, errors.AlexNetError)] == []
-  assert not [s for s in programs if re.search(r'^class \w+\(.*(Error|Exception)', s, re.M)]
+  programs = [text for path, text in _sources().items() if _is_program(path)]
+  assert len(programs) >= 12
+  assert not [t for t in programs if re.search(r'^class \w+\(.*(Error|Exception)', t, re.M)]
+
+
+def test_programs_are_thin_absl_apps_that_nothing_imports():
+  """A program ends with cli.run(main); only cli calls app.run; no module or test imports
+  a program (tests run them as a user does, in a subprocess)."""
+  for path, text in _sources().items():
+    if _is_program(path):
+      assert re.search(r"if __name__ == '__main__':\n  cli\.run\(main(, positional=True)?\)$",
+                       text.rstrip()), path
+    else:
+      assert not re.search(r'^\s*cli\.run\(', text, re.M), f'{_relative(path)} calls cli.run'
+    if path.name != 'cli.py':
+      assert 'app.run(' not in text, _relative(path)
+  importers = [*PACKAGE.rglob('*.py'), *(REPO / 'tests').glob('*.py'),
+               *(REPO / 'benchmarks').glob('*.py')]
+  pattern = re.compile(r'^\s*(from alexnet_jax(\.tools)? import (main|tools)\b|'
+                       r'from alexnet_jax\.tools(\.\w+)? import|import alexnet_jax\.(tools|main))',
+                       re.M)
+  assert [str(p) for p in importers if pattern.search(p.read_text())] == []
+
+
+def test_every_file_written_into_a_workdir_goes_through_rundir():
+  """Writes (open for 'w'/'a', os.replace, np.save/savez, savefig) appear only in rundir.py,
+  and in data/, which writes into the data directory, never into a workdir."""
+  write = re.compile(r"open\([^)]*['\"](w|a|wb|ab)['\"]|os\.replace\(|np\.savez?\(\s*os\.path|"
+                     r"\.savefig\(\s*(path|tmp|os\.path)")
+  offenders = [_relative(path) for path, text in _sources().items()
+               if path.name != 'rundir.py' and 'data' not in path.relative_to(PACKAGE).parts
+               and write.search(text)]
+  assert offenders == []
+
+
+def test_readme_tables_list_every_module_and_program():
+  readme = (REPO / 'README.md').read_text()
+  listed = set(re.findall(r'^\| `alexnet_jax/([\w/]+\.py|data/)`', readme, re.M))
+  listed |= {f'{m}.py' for m in re.findall(r'^\| `tools/(\w+)`', readme, re.M)}
+  modules = {path.relative_to(PACKAGE).as_posix() for path in _sources()
+             if path.name != '__init__.py' and 'data' not in path.relative_to(PACKAGE).parts
+             and path.name != 'main.py'}
+  modules = {m.removeprefix('tools/') if m.startswith('tools/') else m for m in modules}
+  modules.add('data/')
+  assert sorted(modules - listed) == [] and sorted(listed - modules) == []
+
+
+def test_test_files_are_named_after_what_they_test():
+  """tests/test_<module>[_aspect].py, test_tools_<program>.py, or a whole-project file."""
+  names = {_module_name(path).removeprefix('alexnet_jax.').replace('.', '_')
+           for path in _sources() if path.name != '__init__.py'}
+  names |= {'experiments', 'data'}
+  whole_project = {'layout', 'docs', 'notebooks', 'release'}
+  for path in (REPO / 'tests').glob('test_*.py'):
+    subject = path.stem.removeprefix('test_')
+    assert subject in whole_project or any(
+        subject == n or subject.startswith(n + '_') for n in names), path.name
 
 
 def _main(tmp_path, *flags):

@@ -2,7 +2,8 @@ r"""Compares finished runs: final errors, differences to a baseline, the paper's
 
   python -m alexnet_jax.tools.compare --workdirs=/tmp/abl/baseline,/tmp/abl/no_lrn \
       --output=/tmp/abl/compare.md
-  python -m alexnet_jax.tools.compare --workdirs=A,B,C --baseline=B --output=table.md
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/abl/baseline,/tmp/abl/no_lrn \
+      --baseline=/tmp/abl/no_lrn --output=table.md
 
 Prints a Markdown table (`alexnet_jax.analysis.compare`): each run's last top-1 /
 top-5 validation error with the center crop and with ten crops (from its

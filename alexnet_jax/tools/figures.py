@@ -1,7 +1,7 @@
 r"""Section 6.1's figures of a trained network, as PNGs under <workdir>/figures/.
 
   python -m alexnet_jax.tools.figures --workdir=/tmp/alexnet_demo
-  python -m alexnet_jax.tools.figures --workdir=/tmp/alexnet_demo --step=600 --queries=4
+  python -m alexnet_jax.tools.figures --workdir=/tmp/alexnet_demo --step=best --queries=4
 
 Writes kernels.png (Figure 3: the conv1 kernels, tower 0's above tower 1's)
 with kernels.json (each tower's colour specificity, `plots.colour_specificity`,
