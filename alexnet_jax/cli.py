@@ -4,7 +4,8 @@ A program (`alexnet_jax/main.py`, `benchmark.py`, `prepare.py`, ...) defines
 its flags at module level, calls `define_config_flag()` if it reads an
 experiment config, and ends with `cli.run(main)`. A user error (any
 `errors.AlexNetError`, a missing config file, a misspelt `--config.<field>`)
-then prints one paragraph to stderr and exits with status 1, no traceback.
+then prints one paragraph to stderr and exits with status 1, no traceback
+(`DISK_FULL_STATUS` when the disk of the workdir is full).
 """
 
 from collections.abc import Callable
@@ -21,9 +22,11 @@ from alexnet_jax import config as config_lib
 from alexnet_jax import errors
 
 # Exit statuses of the programs besides 0 (done): a user error (one paragraph on
-# stderr), and a run that a signal stopped after saving (resumable).
+# stderr), a run that a signal stopped after saving (resumable), and a run that
+# stopped because its disk is full (one paragraph; resumable once there is room).
 USER_ERROR_STATUS = 1
 STOPPED_STATUS = 3
+DISK_FULL_STATUS = 4
 
 # The flags defined below belong to the program that asks for them (its --helpshort lists them).
 flags.disclaim_key_flags()
@@ -57,10 +60,10 @@ def define_run_flags(workdir_help: str, *, batch_size: bool = True) -> RunFlags:
   return RunFlags(workdir, step, data_dir, size)
 
 
-def fail(message: str) -> None:
-  """Prints `error: message` to stderr and exits with status 1."""
+def fail(message: str, status: int = USER_ERROR_STATUS) -> None:
+  """Prints `error: message` to stderr and exits with `status`."""
   print(f'error: {message}', file=sys.stderr)
-  sys.exit(USER_ERROR_STATUS)
+  sys.exit(status)
 
 
 def _resolve_config_argument(arg: str) -> str:
@@ -83,7 +86,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   except OSError as e:  # the config file is missing or does not load
     fail(str(e))
   except flags.Error as e:
-    fail(f'{e}\nPass --helpfull to see the flags.')
+    fail(f'{str(e).rstrip(".")}. Pass --helpfull to see the flags.')
   except (AttributeError, KeyError) as e:  # ml_collections: no such config field
     fail(f'the config has no field {e}; the fields and their meaning are in '
          'alexnet_jax/config.py.')
@@ -108,6 +111,8 @@ def run(main: Callable[[list[str]], None], *, positional: bool = False) -> None:
     logging.get_absl_handler().addFilter(_QuietOrbax())
     try:
       main(argv)
+    except errors.DiskFullError as e:
+      fail(str(e), DISK_FULL_STATUS)
     except errors.AlexNetError as e:
       fail(str(e))
 
