@@ -2,25 +2,46 @@
 
 Each `Ablation` changes a baseline config (experiments/paper.py, or the demo's
 scaled-down twin) the way one sentence of the paper describes, and says what
-the paper measured: the change in top-1 / top-5 validation error on ILSVRC-2012
-of the changed network against the full one, in percentage points (None where
-the paper gives no figure). The experiment configs apply them
-(experiments/no_lrn.py, experiments/demo_ablation.py:no_lrn, ...) and
-`alexnet_jax.analysis.compare` looks a run's claim up by the fields that differ from
-its baseline.
+the paper measured: the change in top-1 / top-5 error of the changed network
+against the full one, in percentage points (None where the paper gives no
+figure), and on which data (`PaperFigure.data`, as the paper names it). The
+experiment configs apply them (experiments/no_lrn.py,
+experiments/demo_ablation.py:no_lrn, ...) and `alexnet_jax.analysis.compare`
+finds the claims a run tests from the fields it changes against its baseline
+(`changes`).
 
 Nothing here imports JAX or TensorFlow.
 """
 
 from collections.abc import Callable
 import dataclasses
+from typing import Any
 
 import ml_collections
 
 from alexnet_jax import errors
 
-# ILSVRC-2012's training images (section 2), for the step arithmetic of the paper-scale configs.
-IMAGENET_TRAIN_EXAMPLES = 1_281_167
+# The data of a figure, as the paper names it. The ablation sentences of sections 3-4 and 7
+# name no set; section 2 says where most experiments ran (UNNAMED_NOTE).
+UNNAMED_ILSVRC = 'ILSVRC, set not named†'
+UNNAMED_NOTE = ('† Section 2: "ILSVRC-2010 is the only version of ILSVRC for which the test set '
+                'labels are available, so this is the version on which we performed most of our '
+                'experiments."')
+ILSVRC2012_VAL = 'ILSVRC-2012 validation'
+ILSVRC2010_TEST = 'ILSVRC-2010 test'
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperFigure:
+  """A difference the paper reports: changed minus reference network, in points.
+
+  Attributes:
+    top1, top5: the change of the top-1 / top-5 error (None: not reported).
+    data: the data it was measured on, as the paper names it.
+  """
+  top1: float | None
+  top5: float | None
+  data: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,44 +51,27 @@ class Ablation:
   Attributes:
     name: the experiment's name (experiments/<name>.py).
     claim: what the paper says, with its section.
-    top1, top5: the paper's change of the validation error in points, changed minus
-      full network (None: not reported).
-    apply: changes a config in place, given the config and its training-set size; None for a
-      flow rather than a change (finetune: experiments/pretrain_conv6.py, experiments/finetune.py).
-    applied: True when a config has the change (the run's side of `comparison`).
+    figure: the paper's figure for it.
+    apply: changes a config in place; None for a flow rather than a change (finetune:
+      experiments/pretrain_conv6.py, then experiments/finetune.py with init_from).
   """
   name: str
   claim: str
-  top1: float | None
-  top5: float | None
-  apply: Callable[[ml_collections.ConfigDict, int], None] | None
-  applied: Callable[[ml_collections.ConfigDict], bool]
+  figure: PaperFigure
+  apply: Callable[[ml_collections.ConfigDict], None] | None
 
 
-def _one_tower(config: ml_collections.ConfigDict, train_examples: int) -> None:
+def _one_tower(config: ml_collections.ConfigDict) -> None:
   """Footnote 2's net: one tower, half the kernels in conv1-conv4, conv5 and the fc layers kept."""
-  del train_examples
   config.model.towers = 1
   if config.model.conv_features is not None:  # a scaled-down net: halve its own counts
     *first, last = config.model.conv_features
     config.model.conv_features = tuple(f // 2 for f in first) + (last,)
 
 
-def _cuda_convnet(config: ml_collections.ConfigDict, train_examples: int) -> None:
-  """The authors' released code: LRN alpha / n, biases at twice the rate and without weight
-  decay, and the rate divided by 10 at 25%, 50% and 75% of the run."""
-  config.model.lrn_convention = 'cuda_convnet'
-  config.bias_lr_multiplier = 2.0
-  config.decay_biases = False
-  config.lr_policy = 'steps'
-  total = config.num_train_steps or config.num_epochs * max(1, train_examples // config.batch_size)
-  config.lr_steps.boundaries = [total // 4, total // 2, 3 * total // 4]
-
-
-def _set(fields: dict) -> Callable[[ml_collections.ConfigDict, int], None]:
+def _set(fields: dict) -> Callable[[ml_collections.ConfigDict], None]:
   """An `apply` that sets fields named by dotted paths ('model.lrn') to values."""
-  def apply(config, train_examples):
-    del train_examples
+  def apply(config):
     for dotted, value in fields.items():
       *parents, leaf = dotted.split('.')
       node = config
@@ -79,34 +83,48 @@ def _set(fields: dict) -> Callable[[ml_collections.ConfigDict, int], None]:
 
 ABLATIONS = {a.name: a for a in [
     Ablation('no_lrn', 'Section 3.3: response normalization reduces the top-1 and top-5 error '
-             'rates by 1.4% and 1.2%.', 1.4, 1.2, _set({'model.lrn': False}),
-             lambda c: not c.model.lrn),
+             'rates by 1.4% and 1.2%.', PaperFigure(1.4, 1.2, UNNAMED_ILSVRC),
+             _set({'model.lrn': False})),
     Ablation('no_overlap', 'Section 3.4: overlapping pooling (z=3, s=2) reduces the top-1 and '
-             'top-5 error rates by 0.4% and 0.3% against s=z=2.', 0.4, 0.3,
-             _set({'model.pool_window': 2, 'model.pool_stride': 2}),
-             lambda c: c.model.pool_window <= c.model.pool_stride),
+             'top-5 error rates by 0.4% and 0.3% against s=z=2.',
+             PaperFigure(0.4, 0.3, UNNAMED_ILSVRC),
+             _set({'model.pool_window': 2, 'model.pool_stride': 2})),
     Ablation('one_tower', 'Section 3.2: the two-GPU net reduces the top-1 and top-5 error rates '
              'by 1.7% and 1.2% against a one-GPU net with half the kernels in each conv layer '
-             '(footnote 2: but the last).', 1.7, 1.2, _one_tower, lambda c: c.model.towers == 1),
+             '(footnote 2: but the last).', PaperFigure(1.7, 1.2, UNNAMED_ILSVRC), _one_tower),
     Ablation('no_lighting', 'Section 4.1: the PCA lighting noise reduces the top-1 error rate by '
-             'over 1%.', 1.0, None, _set({'input.lighting_std': 0.0}),
-             lambda c: c.input.lighting_std == 0),
+             'over 1%.', PaperFigure(1.0, None, UNNAMED_ILSVRC),
+             _set({'input.lighting_std': 0.0})),
     Ablation('no_dropout', 'Section 4.2: without dropout the network overfits substantially; '
              'dropout roughly doubles the iterations needed to converge (no error figure).',
-             None, None, _set({'model.dropout_rate': 0.0}), lambda c: c.model.dropout_rate == 0),
-    Ablation('minus_conv', 'Section 7: removing any middle conv layer costs about 2% top-1.', 2.0,
-             None, _set({'model.remove_conv': 'conv4'}), lambda c: bool(c.model.remove_conv)),
-    Ablation('cuda_convnet', "The authors' released-code conventions (LRN alpha / n, bias rate "
-             'x2, no bias decay, fixed rate drops); the paper states no figure.', None, None,
-             _cuda_convnet, lambda c: c.model.lrn_convention == 'cuda_convnet'),
+             PaperFigure(None, None, UNNAMED_ILSVRC), _set({'model.dropout_rate': 0.0})),
+    Ablation('minus_conv', 'Section 7: removing any middle conv layer costs about 2% top-1.',
+             PaperFigure(2.0, None, UNNAMED_ILSVRC), _set({'model.remove_conv': 'conv4'})),
+    Ablation('cuda_convnet', "cuda-convnet2's released one-GPU ImageNet recipe "
+             '(layers/layer-params-imagenet-1gpu.cfg, 2014): LRN alpha / n, biases at twice '
+             "the weights' rate without weight decay, the 'dexp' rate schedules; the paper "
+             'states no figure.', PaperFigure(None, None, 'none'),
+             _set({'model.lrn_convention': 'cuda_convnet', 'bias_lr_multiplier': 2.0,
+                   'decay_biases': False, 'lr_policy': 'dexp'})),
     Ablation('finetune', 'Table 2: pre-training (with a sixth conv layer, on the Fall 2011 '
              'release) then fine-tuning on ILSVRC-2012 gives 39.0% / 16.6% against 40.7% / '
-             '18.2% for one CNN trained from scratch.', -1.7, -1.6, None,
-             lambda c: bool(c.init_from)),
+             '18.2% for one CNN trained from scratch.', PaperFigure(-1.7, -1.6, ILSVRC2012_VAL),
+             None),
 ]}
 
+# Section 6's other rows, which `compare` puts beside a run's ten-crop and ensemble errors:
+# (what, the paper's figure as the error of that row minus one network's center crop).
+TEN_CROP = ('37.5% / 17.0% with ten crops against 39.0% / 18.3% without (section 6 and its '
+            'footnote)', PaperFigure(-1.5, -1.3, ILSVRC2010_TEST))
+ENSEMBLES = {
+    5: ('5 CNNs averaged against 1 CNN (Table 2): 38.1% / 16.4% against 40.7% / 18.2%',
+        PaperFigure(-2.6, -1.8, ILSVRC2012_VAL)),
+    7: ('7 CNNs, two pre-trained on Fall 2011, against 1 CNN (Table 2): 36.7% / 15.4% against '
+        '40.7% / 18.2%', PaperFigure(-4.0, -2.8, ILSVRC2012_VAL)),
+}
 
-def apply(config: ml_collections.ConfigDict, name: str, train_examples: int) -> None:
+
+def apply(config: ml_collections.ConfigDict, name: str) -> None:
   """Changes `config` in place as ablation `name` does ('' changes nothing: the baseline).
 
   Raises:
@@ -114,14 +132,32 @@ def apply(config: ml_collections.ConfigDict, name: str, train_examples: int) -> 
   """
   if not name:
     return
-  changes = [a.name for a in ABLATIONS.values() if a.apply is not None]
-  if name not in changes:
-    raise errors.ConfigError(f'No ablation {name!r}: choose one of {", ".join(changes)}, or none '
+  choices = [a.name for a in ABLATIONS.values() if a.apply is not None]
+  if name not in choices:
+    raise errors.ConfigError(f'No ablation {name!r}: choose one of {", ".join(choices)}, or none '
                              'for the baseline (transfer is experiments/finetune.py).')
-  ABLATIONS[name].apply(config, train_examples)
+  ABLATIONS[name].apply(config)
 
 
-def claims_of(run: ml_collections.ConfigDict,
-              baseline: ml_collections.ConfigDict) -> list[Ablation]:
-  """The ablations `run` has and `baseline` has not (what a comparison of the two tests)."""
-  return [a for a in ABLATIONS.values() if a.applied(run) and not a.applied(baseline)]
+def flatten(config: ml_collections.ConfigDict | dict, prefix: str = '') -> dict[str, Any]:
+  """{dotted field: value} of every leaf; lists become tuples (JSON reads tuples as lists)."""
+  leaves = {}
+  for key, value in config.items():
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      leaves.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      leaves[prefix + key] = tuple(value) if isinstance(value, list) else value
+  return leaves
+
+
+def changes(ablation: Ablation, baseline: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{dotted field: value} that `ablation` changes in `baseline` (empty: baseline has it).
+
+  A flow (finetune) changes init_from to any run: its value is None here.
+  """
+  if ablation.apply is None:
+    return {} if baseline.init_from else {'init_from': None}
+  changed = ml_collections.ConfigDict(baseline.to_dict())
+  ablation.apply(changed)
+  old, new = flatten(baseline), flatten(changed)
+  return {k: v for k, v in new.items() if old[k] != v}

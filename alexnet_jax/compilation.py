@@ -15,6 +15,10 @@ refuses raises a Python error. It is applied only when
   - the user's XLA_FLAGS do not set the option themselves, and
   - this jaxlib accepts it (`cpu_options`: one small probe compilation);
 otherwise `jit` is plain `jax.jit`. Importing this module changes nothing.
+Seen: jaxlib 0.6.1 (the package's floor) refuses the option ("No such compile
+option"), 0.8.1 and 0.10.2 accept it, and a value a jaxlib rejects raises too
+(tests/test_compilation.py simulates that). `jax.jit` takes compiler_options
+from before the floor on.
 """
 
 from collections.abc import Callable

@@ -95,8 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.decay_biases = True               # False: no weight decay on biases (cuda-convnet2)
   c.bias_lr_multiplier = 1.0          # 2.0: biases learn twice as fast (cuda-convnet2)
   c.lr_policy = 'plateau'             # 'plateau' (the paper), 'steps' or 'dexp' (cuda-convnet2)
+  # max_error: no drop while the best validation error is above it (still at chance).
   c.plateau = ml_collections.ConfigDict(
-      dict(patience=2, min_delta=0.001, factor=0.1, max_drops=3))
+      dict(patience=2, min_delta=0.001, factor=0.1, max_drops=3, max_error=1.0))
   c.lr_steps = ml_collections.ConfigDict(dict(boundaries=[], factor=0.1))
   # lr_policy 'dexp' (alexnet_jax.optim.dexp_schedule): weights from learning_rate and biases
   # from learning_rate * bias_lr_multiplier, each down by its factor in that many equal stages.
@@ -127,6 +128,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.pretrained = ml_collections.ConfigDict(dict(source='', weights=''))
   # Transfer (alexnet_jax.transfer): a run's workdir (or a converted one) whose latest
   # checkpoint initializes every parameter of the same name and shape; a fresh start only.
+  # Its conventions (transfer.CONVENTIONS: input preparation, LRN, dropout form) replace
+  # the fields this config leaves at these defaults.
   c.init_from = placeholder(str)
   return c
 

@@ -9,9 +9,11 @@
 Every pass goes through the data pipeline's test-time preprocessing
 (`data.eval_iterator`: the stored S x S image minus the mean, then the center
 crop or the ten views of section 4.1) and the jitted steps of `steps.py` on a
-('data', 'model') mesh over all devices. The run's `input` fields decide the
-mean and the channel order (`input.mean`, `input.channel_order`: 'caffe' and
-'bgr' for a converted BVLC network). One process (not a multi-process run).
+('data', 'model') mesh over all devices. The run's `input` fields decide how
+an image becomes S x S, the mean and the channel order (`input.resize`,
+`input.mean`, `input.channel_order`: 'warp', 'caffe' and 'bgr' for a converted
+BVLC network, BVLC's protocol; `with_resize` switches the first, as the
+programs' --resize does). One process (not a multi-process run).
 
 Nothing here writes into a workdir except `write_evaluation` (one new file
 under <workdir>/eval/) and `write_features` (the files the caller names).
@@ -33,18 +35,41 @@ from alexnet_jax import data
 from alexnet_jax import errors
 from alexnet_jax import metrics
 from alexnet_jax import parallel
+from alexnet_jax import pretrained
 from alexnet_jax import rundir
 from alexnet_jax import steps
+from alexnet_jax import transfer
 
 TOP_K = 5
 
 
 def input_config(run: rundir.TrainedRun) -> ml_collections.ConfigDict:
-  """The run's `input` fields with input.mean_file made absolute (it is relative to the workdir)."""
+  """The run's `input` fields with input.mean_file made absolute (it is relative to the workdir).
+
+  Raises:
+    pretrained.PretrainedError: a converted BVLC network with a crop size other than 227.
+  """
+  pretrained.check_crop_size(run.config.input.crop_size, run.config, run.workdir)
   fields = ml_collections.ConfigDict(run.config.input.to_dict())
   if fields.mean_file is not None:
     fields.mean_file = os.path.join(run.workdir, os.path.expanduser(fields.mean_file))
   return fields
+
+
+def with_resize(run: rundir.TrainedRun, resize: str | None) -> rundir.TrainedRun:
+  """`run` with input.resize set to `resize` ('shorter_side', section 2, or 'warp', BVLC's;
+  checked where the images are read), or unchanged when None. The workdir is not touched."""
+  if resize is None or resize == run.config.input.resize:
+    return run
+  config = ml_collections.ConfigDict(run.config.to_dict())
+  config.input.resize = resize
+  return dataclasses.replace(run, config=config)
+
+
+def protocol(run: rundir.TrainedRun) -> dict:
+  """The run's input conventions ({'input.resize': 'warp', 'input.crop_size': 227, ...}:
+  `transfer.conventions`), what an evaluation records beside its numbers."""
+  return {k: v for k, v in transfer.conventions(run.config).items() if k.startswith('input.')}
 
 
 def dataset_info(run: rundir.TrainedRun, data_dir: str | None = None) -> data.DatasetInfo:
@@ -171,8 +196,9 @@ def _preprocessing(run: rundir.TrainedRun) -> dict:
   fields = input_config(run)
   caffe = fields.mean == 'caffe'
   return {'dataset': run.config.dataset, 'image_size': fields.image_size,
-          'crop_size': fields.crop_size, 'channel_order': fields.channel_order,
-          'mean': fields.mean, 'mean_bgr': list(fields.mean_bgr) if caffe else None,
+          'resize': fields.resize, 'crop_size': fields.crop_size,
+          'channel_order': fields.channel_order, 'mean': fields.mean,
+          'mean_bgr': list(fields.mean_bgr) if caffe else None,
           'mean_file': fields.mean_file if caffe else None}
 
 
@@ -238,14 +264,16 @@ def evaluate(runs: Sequence[rundir.TrainedRun], split: str = 'validation', *,
   return result
 
 
-def evaluation_path(run: rundir.TrainedRun, split: str) -> str:
-  """<workdir>/eval/<split>-step<N>.json."""
-  return os.path.join(run.workdir, rundir.EVAL_DIR, f'{split}-step{run.step}.json')
+def evaluation_path(run: rundir.TrainedRun, split: str, tag: str | None = None) -> str:
+  """<workdir>/eval/<split>-step<N>.json, or <split>-step<N>-<tag>.json."""
+  name = f'{split}-step{run.step}' + (f'-{tag}' if tag else '')
+  return os.path.join(run.workdir, rundir.EVAL_DIR, f'{name}.json')
 
 
-def write_evaluation(run: rundir.TrainedRun, split: str, results: dict) -> str:
+def write_evaluation(run: rundir.TrainedRun, split: str, results: dict,
+                     tag: str | None = None) -> str:
   """Writes `results` (JSON-ready) to `evaluation_path` atomically; returns the path."""
-  path = evaluation_path(run, split)
+  path = evaluation_path(run, split, tag)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   return rundir.write_json(path, results)
 
@@ -259,11 +287,13 @@ class Prediction:
     labels: int (k,) class indices, most probable first.
     names: the classes' readable names.
     probabilities: float32 (k,).
+    wnids: the classes' WordNet ids, when the run knows them (`rundir.TrainedRun.wnids`).
   """
   path: str
   labels: np.ndarray
   names: tuple[str, ...]
   probabilities: np.ndarray
+  wnids: tuple[str, ...] | None = None
 
 
 def predict_files(run: rundir.TrainedRun, paths: Sequence[str], *, ten_crop: bool = False,
@@ -271,9 +301,9 @@ def predict_files(run: rundir.TrainedRun, paths: Sequence[str], *, ten_crop: boo
                   top: int = TOP_K) -> list[Prediction]:
   """The `top` most probable classes of each image file, with the evaluation's preprocessing.
 
-  Every file is read and preprocessed (`data.image_views`: shorter side to S,
-  central S x S, minus the run's mean, center crop or ten views, the run's
-  channel order) before the network runs, so a bad file stops everything.
+  Every file is read and preprocessed (`data.image_views`: to S x S as the
+  run's input.resize says, minus the run's mean, center crop or ten views, the
+  run's channel order) before the network runs, so a bad file stops everything.
   The dataset is loaded only when the run subtracts the training set's mean
   image (input.mean='dataset') and its workdir has no mean_image.npy (runs
   trained before it was saved); `info` skips that.
@@ -295,8 +325,9 @@ def predict_files(run: rundir.TrainedRun, paths: Sequence[str], *, ten_crop: boo
   predictions = []
   for path, p in zip(paths, probs):
     order = np.argsort(-p, kind='stable')[:top]
+    wnids = tuple(run.wnids[i] for i in order) if run.wnids else None
     predictions.append(Prediction(path, order, tuple(run.class_names[i] for i in order),
-                                  p[order]))
+                                  p[order], wnids))
   return predictions
 
 

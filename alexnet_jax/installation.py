@@ -13,6 +13,10 @@ import jax
 
 import alexnet_jax
 
+# The doctor's exit status when the machine has an accelerator JAX does not use
+# (README, "Installation"), so that a setup script can tell it from success.
+UNUSED_ACCELERATOR_STATUS = 2
+
 
 def detect_accelerators(root: str = '/') -> dict[str, str]:
   """{'gpu' or 'tpu': the evidence} for the accelerators this machine shows.

@@ -11,7 +11,10 @@ done by `alexnet_jax.train.train_and_evaluate`.
 Exit status: 0 when the run finished (last line "Finished at step N: ...");
 3 (`cli.STOPPED_STATUS`) when SIGTERM or SIGINT stopped it after saving (last
 line "Stopped at step N by SIGTERM; rerun the same command to resume.");
-1 for an error the user fixes (one paragraph on stderr).
+4 (`cli.DISK_FULL_STATUS`) when the disk of --workdir filled up (one paragraph
+on stderr: how much one checkpoint needs; the checkpoints saved before are
+intact, so the same command resumes once there is room); 1 for an error the
+user fixes (one paragraph on stderr).
 """
 
 import sys

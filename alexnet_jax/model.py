@@ -33,8 +33,9 @@ PAPER_CONV_FEATURES = (96, 256, 384, 384, 256)
 # layer but the last, "nor the fully-connected layers which follow".
 ONE_TOWER_CONV_FEATURES = (48, 128, 192, 192, 256)
 LRN_CONVENTIONS = ('paper', 'cuda_convnet')
-# Section 7: "removing any of the middle layers results in a loss of about 2%" top-1.
-REMOVABLE_CONVS = ('conv3', 'conv4', 'conv5')
+# Section 7: "removing any of the middle layers results in a loss of about 2%" top-1. conv1
+# reads the image and conv5 feeds fc6: the middle ones are conv2-conv4.
+REMOVABLE_CONVS = ('conv2', 'conv3', 'conv4')
 # model.matmul_precision -> (compute dtype, precision of every conv and matmul).
 # Parameters stay float32 in all three.
 MATMUL_PRECISIONS = {
@@ -63,12 +64,16 @@ class AlexNet(nn.Module):
   int32 are the examples' positions in the global batch (default arange(N)),
   which key the dropout masks. Returns float32 logits (N, num_classes), tower
   0's classes first; with `model_axis` set, only this device's tower's
-  (N, num_classes // towers) slice, which the parallel step assembles.
+  (N, fc8_units // towers) slice, which the parallel step assembles and trims
+  to num_classes (`parallel.sharded_apply`).
   The fc7 activations (section 6.1's feature vectors) are sown as
   intermediates 'fc7_features' (a tuple with one (N, fc_features // towers) array per local tower).
 
   Attributes:
-    num_classes: output classes (1000 for ILSVRC).
+    num_classes: output classes (1000 for ILSVRC; 21,841 for the Fall 2011 release of
+      section 6). A count the towers cannot split evenly gets one padded fc8 unit
+      (`fc8_units`), which is never a class: it is cut from the logits before the softmax,
+      so the loss, the top-k and every prediction see num_classes outputs.
     towers: 2 (the paper's network) or 1 (the comparison net with half the
       kernels in conv1-conv4, section 3.2).
     image_size: input side in pixels (224 in the paper).
@@ -90,11 +95,12 @@ class AlexNet(nn.Module):
     dropout_form: 'paper' (kept units unscaled in training, outputs times 1 - rate at
       test time, section 4.2) or 'inverted' (kept units times 1 / (1 - rate) in
       training, nothing at test time: Caffe's and most libraries' form).
-    remove_conv: '' or the middle conv layer to leave out ('conv3', 'conv4' or
-      'conv5'; section 7: removing any middle layer costs about 2% top-1). The next
-      layer reads the maps of the one before: without conv4, conv5 reads conv3's maps;
-      without conv5, pool5 pools conv4's; without conv3, conv4 reads pool2 (its own tower's
-      maps, so then no layer before fc6 crosses the towers).
+    remove_conv: '' or the middle conv layer to leave out ('conv2', 'conv3' or
+      'conv4'; section 7: removing any middle layer costs about 2% top-1). The next
+      layer reads the maps of the one before: without conv2, pool2 pools conv1's maps
+      (after LRN1; no second LRN) and conv3 reads those; without conv3, conv4 reads pool2
+      (its own tower's maps, so then no layer before fc6 crosses the towers); without
+      conv4, conv5 reads conv3's maps.
     init_std: standard deviation of the initial weights, N(0, 0.01) in
       section 5. Narrow networks need more: each layer scales its input's
       spread by about sqrt(fan_in) * init_std.
@@ -145,9 +151,6 @@ class AlexNet(nn.Module):
       fail(f'init_std must be positive, got {self.init_std}.')
     if self.num_classes < 1:
       fail(f'num_classes must be at least 1, got {self.num_classes}.')
-    if self.num_classes % self.towers:
-      fail(f'num_classes={self.num_classes} cannot be split evenly over {self.towers} towers; '
-           'use an even class count or towers=1.')
     features = self.features_per_layer
     if len(features) != 5 or any(f < 1 or f % self.towers for f in features):
       fail(f'conv_features must be 5 positive counts divisible by towers={self.towers}, '
@@ -174,6 +177,11 @@ class AlexNet(nn.Module):
     if self.conv_features is not None:
       return tuple(self.conv_features)
     return PAPER_CONV_FEATURES if self.towers == 2 else ONE_TOWER_CONV_FEATURES
+
+  @property
+  def fc8_units(self) -> int:
+    """fc8's units, both towers together: num_classes rounded up to a multiple of towers."""
+    return -(-self.num_classes // self.towers) * self.towers
 
   @property
   def dtype(self) -> Any:
@@ -296,16 +304,15 @@ class AlexNet(nn.Module):
     xs = self._conv('conv1', c1, kernel_size=11, stride=4, padding=((0, pad1), (0, pad1)),
                     bias=0.0)(self._shared(images))
     xs = self._pool(self._lrn(self._act(xs)))
-    xs = self._conv('conv2', c2, kernel_size=5, padding=2, bias=1.0)(xs)
-    xs = self._pool(self._lrn(self._act(xs)))
+    if self.remove_conv != 'conv2':
+      xs = self._lrn(self._act(self._conv('conv2', c2, kernel_size=5, padding=2, bias=1.0)(xs)))
+    xs = self._pool(xs)
     if self.remove_conv != 'conv3':
       xs = self._act(self._conv('conv3', c3, kernel_size=3, padding=1, bias=0.0)(
           self._shared(self._cross_towers(xs))))
     if self.remove_conv != 'conv4':
       xs = self._act(self._conv('conv4', c4, kernel_size=3, padding=1, bias=1.0)(xs))
-    if self.remove_conv != 'conv5':
-      xs = self._act(self._conv('conv5', c5, kernel_size=3, padding=1, bias=1.0)(xs))
-    xs = self._pool(xs)
+    xs = self._pool(self._act(self._conv('conv5', c5, kernel_size=3, padding=1, bias=1.0)(xs)))
     if self.conv6:  # section 6: the nets pre-trained on Fall 2011 (after the last pooling)
       xs = self._act(self._conv('conv6', c5, kernel_size=3, padding=1, bias=1.0)(xs))
 
@@ -316,10 +323,11 @@ class AlexNet(nn.Module):
     xs = self._act(self._dense('fc7', fc, bias=1.0)(self._shared(self._cross_towers(xs))))
     self.sow('intermediates', 'fc7_features', xs)
     xs = self._dropout(xs, 7, key, example_ids)
-    xs = self._dense('fc8', self.num_classes, bias=0.0)(self._shared(self._cross_towers(xs)))
-    # Under a model axis each device returns its tower's classes; the step assembles them.
-    logits = xs[0] if self.model_axis is not None else jnp.concatenate(xs, axis=-1)
-    return logits.astype(jnp.float32)
+    xs = self._dense('fc8', self.fc8_units, bias=0.0)(self._shared(self._cross_towers(xs)))
+    # Under a model axis each device returns its tower's units; the step assembles them.
+    if self.model_axis is not None:
+      return xs[0].astype(jnp.float32)
+    return jnp.concatenate(xs, axis=-1)[:, :self.num_classes].astype(jnp.float32)
 
 
 def from_config(model_config, num_classes: int, **overrides) -> AlexNet:

@@ -188,8 +188,16 @@ def sharded_apply(model: AlexNet, mesh: jax.sharding.Mesh, *, train: bool,
     return logits, fc7
 
   out_specs = (P('data', 'model'), P('data', 'model')) if features else P('data', 'model')
-  return jax.shard_map(forward, mesh=mesh, in_specs=(P('model'), P('data'), P('data'), P()),
-                       out_specs=out_specs)
+  apply = jax.shard_map(forward, mesh=mesh, in_specs=(P('model'), P('data'), P('data'), P()),
+                        out_specs=out_specs)
+
+  def trimmed(*args):
+    """The towers' fc8 units without a padded one (`AlexNet.fc8_units`): (N, num_classes)."""
+    out = apply(*args)
+    if not features:
+      return out[:, :model.num_classes]
+    return out[0][:, :model.num_classes], out[1]
+  return trimmed
 
 
 def init_params(model: AlexNet, mesh: jax.sharding.Mesh, seed_key: jax.Array) -> Any:

@@ -24,13 +24,15 @@ which PyTorch's nn.Conv2d(groups=2) / nn.Linear and Caffe read as they are
 Readers: `read_caffemodel` (NetParameter in the current `layer` format and
 the 2014 V1 `layers` format, which the published bvlc_alexnet.caffemodel
 uses), `read_onnx` (the ONNX model zoo's bvlcalexnet-12.onnx; needs the
-`onnx` extra), `read_npz`, and `read_mean` for Caffe mean files.
-`write_workdir` turns weights into a workdir the other commands read like a
-trained run; `export_stablehlo` writes a self-contained inference function.
+`onnx` extra), `read_npz`, and `read_mean` for Caffe's mean image
+(data/ilsvrc12/imagenet_mean.binaryproto or python/caffe/imagenet/
+ilsvrc_2012_mean.npy). `write_workdir` turns weights into a workdir the other
+commands read like a trained run, evaluated and used with BVLC's protocol
+(`bvlc_config`); `export_stablehlo` writes a self-contained inference function.
 """
 
 import functools
-import importlib.util
+import hashlib
 import os
 from typing import Any
 
@@ -69,9 +71,16 @@ LAYER_SEQUENCE = tuple('conv relu lrn pool conv relu lrn pool conv relu conv rel
                        'fc relu fc relu fc'.split())
 # norm1, norm2: (local_size, alpha, beta, k).
 BVLC_LRN = (5, 1e-4, 0.75, 1.0)
-# BGR means of ilsvrc_2012_mean.binaryproto (BVLC/caffe python/caffe/imagenet/
+# BGR means of Caffe's ILSVRC-2012 mean image (BVLC/caffe python/caffe/imagenet/
 # ilsvrc_2012_mean.npy averaged over pixels): Caffe's classification examples.
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+# The published bvlc_alexnet.caffemodel's SHA-1 (BVLC/caffe models/bvlc_alexnet/readme.md).
+BVLC_SHA1 = '9116a64c0fbe4459d18f4bb6b56d647b63920377'
+# Caffe's class list in label order (data/ilsvrc12/synset_words.txt), shipped in the package.
+SYNSET_WORDS = os.path.join(os.path.dirname(__file__), 'synset_words.txt')
+# The two classes whose synset_words entries are the same single word ('crane'), told apart
+# as in tensorflow_datasets/datasets/siscore/labels.py (IMAGENET_LABELS_LIST, 134 and 517).
+SAME_WORDS = {'n02012849': 'crane (bird)', 'n03126707': 'crane (machine)'}
 
 _CAFFE_TYPES = {'Convolution': 'conv', 'ReLU': 'relu', 'LRN': 'lrn', 'Pooling': 'pool',
                 'InnerProduct': 'fc'}
@@ -200,18 +209,63 @@ def read_caffemodel(path: str) -> Weights:
   return _validate(layers, sequence, lrns, path)
 
 
-def read_mean(path: str) -> np.ndarray:
-  """A Caffe mean file (.binaryproto, a BlobProto) as float32 (C, H, W), BGR for ImageNet.
+MEAN_FORMATS = ('a Caffe BlobProto .binaryproto of shape (1, 3, S, S), such as '
+                'data/ilsvrc12/imagenet_mean.binaryproto of get_ilsvrc_aux.sh, or a NumPy .npy '
+                'of shape (3, S, S) or (S, S, 3), such as python/caffe/imagenet/'
+                'ilsvrc_2012_mean.npy; BGR, S >= 227')
 
-  ilsvrc_2012_mean.binaryproto is 1x3x256x256; its pixel average is CAFFE_MEAN_BGR.
+
+def read_mean(path: str) -> np.ndarray:
+  """Caffe's mean image as float32 (3, S, S), BGR: a .binaryproto or a .npy.
+
+  Caffe's ILSVRC-2012 mean comes as data/ilsvrc12/imagenet_mean.binaryproto
+  (a BlobProto, 1 x 3 x 256 x 256) and as python/caffe/imagenet/
+  ilsvrc_2012_mean.npy (float64 (3, 256, 256)); both are BGR, and
+  CAFFE_MEAN_BGR is the latter's per-channel average. A .npy may also be
+  (S, S, 3); the channels are taken as BGR either way.
+
+  Raises:
+    PretrainedError: the file is missing, in neither format, or not a square mean of
+      side >= 227; the message names the formats read (MEAN_FORMATS).
   """
-  mean = _blob(_parse(path, 'BlobProto', 'Caffe mean file (.binaryproto)'), f'The mean in {path}')
-  mean = mean.reshape(mean.shape[-3:]) if mean.ndim == 4 and mean.shape[0] == 1 else mean
-  if mean.ndim != 3 or mean.shape[0] != 3 or min(mean.shape[1:]) < IMAGE_SIZE:
-    raise PretrainedError(f'The mean in {path} has shape {mean.shape}; expected (1, 3, H, W) with '
-                          f'H, W >= {IMAGE_SIZE}, such as ilsvrc_2012_mean.binaryproto\'s '
-                          '(1, 3, 256, 256).')
-  return mean
+  _check_file(path, 'mean file')
+  with open(path, 'rb') as f:
+    is_npy = f.read(6) == b'\x93NUMPY'
+  if is_npy:
+    try:
+      mean = np.load(path, allow_pickle=False)
+    except ValueError as e:
+      raise PretrainedError(f'{path} cannot be read as a NumPy .npy file ({e}). The mean is '
+                            f'read from {MEAN_FORMATS}.') from None
+    if mean.ndim == 3 and mean.shape[-1] == 3 and mean.shape[0] != 3:
+      mean = mean.transpose(2, 0, 1)
+  else:
+    try:
+      mean = _blob(_parse(path, 'BlobProto', 'Caffe mean file'), f'The mean in {path}')
+    except PretrainedError:
+      raise PretrainedError(f'{path} is not a mean file this program reads: the mean is read '
+                            f'from {MEAN_FORMATS}.') from None
+    mean = mean.reshape(mean.shape[1:]) if mean.ndim == 4 and mean.shape[0] == 1 else mean
+  if (mean.ndim != 3 or mean.shape[0] != 3 or mean.shape[1] != mean.shape[2]
+      or mean.shape[1] < IMAGE_SIZE or not np.issubdtype(mean.dtype, np.number)):
+    raise PretrainedError(f'The mean in {path} has shape {mean.shape}; the mean is read from '
+                          f'{MEAN_FORMATS}.')
+  return np.ascontiguousarray(mean, np.float32)
+
+
+def sha1_warning(path: str) -> str | None:
+  """None when `path` is the published bvlc_alexnet.caffemodel (its SHA-1 is BVLC_SHA1),
+  else a warning that names both SHA-1s."""
+  digest = hashlib.sha1()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 24), b''):
+      digest.update(chunk)
+  if digest.hexdigest() == BVLC_SHA1:
+    return None
+  return (f'{path} has SHA-1 {digest.hexdigest()}, not {BVLC_SHA1}, the published '
+          'bvlc_alexnet.caffemodel\'s (models/bvlc_alexnet/readme.md): it is another file '
+          '(a fine-tuned copy, or a damaged download). Converted all the same; download it '
+          'again if you meant the published network.')
 
 
 # ------------------------------------------------------------------ ONNX, npz
@@ -418,11 +472,13 @@ def from_params(params: dict[str, Any], source: str = 'The parameters') -> Weigh
 def bvlc_config() -> ml_collections.ConfigDict:
   """The project config of the BVLC network: base_config() with Caffe's input and LRN.
 
-  Fields set: model.lrn_across_towers (the LRN window runs over both towers'
-  maps, as Caffe's), input.channel_order ('bgr': the network takes Caffe's BGR
-  order), input.mean ('caffe': subtract Caffe's ILSVRC-2012 mean, input.mean_bgr
-  per channel or the image in input.mean_file, relative to the workdir, when one
-  was converted) and pretrained (where the weights came from).
+  Fields set: the model's LRN (Caffe's: k = 1, alpha divided by n, the window
+  over both towers' maps) and dropout form (inverted), input.resize ('warp':
+  BVLC's protocol, every image warped to 256 x 256), input.crop_size (227),
+  input.channel_order ('bgr': the network takes Caffe's BGR order),
+  input.mean ('caffe': subtract Caffe's ILSVRC-2012 mean, input.mean_bgr per
+  channel or the image in input.mean_file, relative to the workdir, when one
+  was converted). `write_workdir` adds pretrained (where the weights came from).
   """
   c = config_lib.base_config()
   c.model.towers = TOWERS
@@ -434,6 +490,7 @@ def bvlc_config() -> ml_collections.ConfigDict:
   c.model.dropout_form = 'inverted'  # Caffe scales kept units in training: identity at test
   c.input.crop_size = IMAGE_SIZE  # conv1_padding(227) == 0: Caffe's unpadded conv1
   c.input.image_size = 256
+  c.input.resize = 'warp'  # examples/imagenet/create_imagenet.sh: every image to 256 x 256
   c.input.channel_order = 'bgr'
   c.input.mean = 'caffe'
   c.input.mean_bgr = list(CAFFE_MEAN_BGR)
@@ -446,34 +503,27 @@ def bvlc_model(**overrides) -> model_lib.AlexNet:
   return model_lib.from_config(c.model, 1000, image_size=c.input.crop_size, **overrides)
 
 
-def _tfds_file(relative: str) -> str:
-  spec = importlib.util.find_spec('tensorflow_datasets')
-  if spec is None or not spec.submodule_search_locations:
-    raise PretrainedError('The ImageNet class names come from tensorflow_datasets, which is '
-                          'not installed: pip install tensorflow-datasets.')
-  return os.path.join(spec.submodule_search_locations[0], relative)
-
-
 def class_names() -> tuple[list[str], list[str]]:
-  """(wnids, names) of ILSVRC-2012's 1000 classes, index = label, in sorted-wnid order.
+  """(wnids, names) of ILSVRC-2012's 1000 classes, index = label: Caffe's order and words.
 
-  Caffe's ilsvrc12 labels (synset_words.txt), the ONNX zoo's and TFDS
-  imagenet2012's ('datasets/imagenet2012/labels.txt', sorted wnids) share this
-  order. The readable names are TFDS's ImageNet list (datasets/siscore/labels.py,
-  the same order, 'crane (bird)' / 'crane (machine)' told apart); the first
-  name of each synonym list is kept, as the data pipeline's class names do.
+  From synset_words.txt (shipped with the package; Caffe's data/ilsvrc12 file
+  of get_ilsvrc_aux.sh): sorted wnids, the order of Caffe's labels, the ONNX
+  zoo's and TFDS imagenet2012's. A name is the first synonym of the class's
+  words; where two classes share it (ignoring case: 'Cardigan' the corgi and
+  'cardigan' the sweater, two 'maillot's) the second synonym follows it
+  ('Cardigan, Cardigan Welsh corgi'), and the two 'crane's with no second
+  synonym are SAME_WORDS'. Every name is distinct, ignoring case.
   """
-  with open(_tfds_file('datasets/imagenet2012/labels.txt')) as f:
-    wnids = f.read().split()
-  spec = importlib.util.spec_from_file_location('_tfds_imagenet_words',
-                                                _tfds_file('datasets/siscore/labels.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  words = [w.split(',')[0].strip() for w in module.IMAGENET_LABELS_LIST]
-  if len(wnids) != 1000 or wnids != sorted(wnids) or len(words) != 1000:
-    raise PretrainedError('tensorflow_datasets\' ImageNet label files do not hold 1000 sorted '
-                          f'classes ({len(wnids)} wnids, {len(words)} names).')
-  return wnids, words
+  with open(SYNSET_WORDS) as f:
+    wnids, words = zip(*(line.rstrip('\n').split(' ', 1) for line in f if line.strip()))
+  synonyms = [[w.strip() for w in entry.split(',')] for entry in words]
+  firsts = [s[0].lower() for s in synonyms]
+  names = [SAME_WORDS.get(wnid) or (', '.join(s[:2]) if firsts.count(s[0].lower()) > 1 else s[0])
+           for wnid, s in zip(wnids, synonyms)]
+  if len(wnids) != 1000 or list(wnids) != sorted(wnids) or len({n.lower() for n in names}) != 1000:
+    raise PretrainedError(f'{SYNSET_WORDS} does not hold 1000 sorted classes with distinct names; '
+                          'reinstall alexnet_jax.')
+  return list(wnids), names
 
 
 def save_checkpoint(workdir: str, params: dict[str, Any], step: int = 0) -> None:
@@ -501,8 +551,9 @@ def check_new_workdir(workdir: str) -> None:
 def write_workdir(workdir: str, weights: Weights, *, source: str = '', weights_path: str = '',
                   mean: np.ndarray | None = None) -> None:
   """Writes a workdir other commands read like a trained run's: the checkpoint (step 0),
-  config.json (bvlc_config()), class_names.json ({'wnids', 'class_names'}) and, with
-  `mean` ((3, H, W) BGR), caffe_mean.npy ((H, W, 3) BGR float32, input.mean_file).
+  config.json (bvlc_config()), class_names.json ({'wnids', 'class_names'}: `class_names`)
+  and, with `mean` ((3, S, S) BGR, `read_mean`), caffe_mean.npy ((S, S, 3) BGR float32,
+  input.mean_file; input.image_size = S, 256 for Caffe's).
 
   Everything is computed and checked before the first file is written.
   """
@@ -513,6 +564,7 @@ def write_workdir(workdir: str, weights: Weights, *, source: str = '', weights_p
   config.pretrained.source, config.pretrained.weights = source, weights_path
   if mean is not None:
     config.input.mean_file = 'caffe_mean.npy'
+    config.input.image_size = int(mean.shape[1])
   rundir.make_workdir(workdir)
   if mean is not None:
     rundir.write_npy(os.path.join(workdir, config.input.mean_file),
@@ -520,6 +572,19 @@ def write_workdir(workdir: str, weights: Weights, *, source: str = '', weights_p
   rundir.write_class_names(workdir, names, wnids)
   rundir.write_config(workdir, config)
   save_checkpoint(workdir, params)
+
+
+def check_crop_size(crop: int, network: ml_collections.ConfigDict, where: str) -> None:
+  """Raises PretrainedError when `network` (a workdir's config, `where` its folder) is a
+  converted BVLC network's (pretrained.source set) and `crop` is not Caffe's 227."""
+  if network.pretrained.source and crop != IMAGE_SIZE:
+    raise PretrainedError(
+        f'The network in {where} was converted from Caffe\'s BVLC AlexNet, which takes '
+        f'{IMAGE_SIZE}x{IMAGE_SIZE} crops, but input.crop_size={crop}. Caffe pools with '
+        f'ceil-mode windows and this model with floor-mode ones; the two agree only at '
+        f'{IMAGE_SIZE} (55, 27, 13, 6 after conv1 and the three poolings), so another crop size '
+        f'would compute another function. Use input.crop_size={IMAGE_SIZE} (leave it unset '
+        'when fine-tuning with init_from: the converted value is adopted).')
 
 
 def load_workdir(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:

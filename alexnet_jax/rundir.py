@@ -58,6 +58,8 @@ class TrainedRun:
     class_names: readable class names, index = label.
     mean_image: float32 (S, S, 3), the training set's mean image, when the run
       subtracted it and saved it (mean_image.npy); else None.
+    wnids: the classes' WordNet ids, index = label, when class_names.json has them
+      (a converted ImageNet network); else None.
   """
   workdir: str
   config: ml_collections.ConfigDict
@@ -66,6 +68,7 @@ class TrainedRun:
   model: model_lib.AlexNet
   class_names: tuple[str, ...]
   mean_image: np.ndarray | None
+  wnids: tuple[str, ...] | None = None
 
 
 def atomic_write(path: str, write: Callable[[IO], None], *, binary: bool = False) -> str:
@@ -154,12 +157,17 @@ def write_mean_image(workdir: str, mean_image: np.ndarray) -> None:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """metrics.jsonl's objects in file order (empty when the run has logged nothing)."""
+  """metrics.jsonl's objects in file order (empty when the run has logged nothing).
+
+  A last line without its newline (what a kill or a full disk in the middle of
+  `append_jsonl` leaves) is not read: the run logs that step again when it resumes.
+  """
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    *lines, _ = f.read().split('\n')  # the piece after the last newline is unfinished
+  return [json.loads(line) for line in lines if line.strip()]
 
 
 def config_in_force(workdir: str, step: int | None = None) -> tuple[str, dict] | None:
@@ -217,10 +225,14 @@ def open_run(workdir: str, step: int | str | None = None) -> TrainedRun:
       'latest' or None (the latest checkpoint), or 'best' (the kept checkpoint
       with the lowest validation top-1 error, `checkpoint.best_step`).
 
+  'latest' and 'best' pass over checkpoints that cannot be read, with a warning each.
+
   Raises:
     errors.CheckpointError: no config.json, no checkpoint, no checkpoint at `step`
       (the message lists the steps there are), no evaluated checkpoint for 'best',
       or a `step` that is none of the above.
+    errors.UnreadableCheckpointError: the checkpoint at `step` cannot be read, or
+      none of those 'latest' or 'best' may take can.
   """
   workdir = os.path.abspath(workdir)
   read_config(workdir)  # raises first when the workdir is not a run at all
@@ -228,42 +240,46 @@ def open_run(workdir: str, step: int | str | None = None) -> TrainedRun:
   if not steps:
     raise errors.CheckpointError(f'{workdir} has no checkpoint yet (checkpoints/ is empty or '
                                  'missing); train first, or give another --workdir.')
-  step = _resolve_step(workdir, step, steps)
-  if step not in steps:
-    raise errors.CheckpointError(f'{workdir} has no checkpoint at step {step}; it has steps '
-                                 f'{", ".join(map(str, steps))}.')
+  step, params = _load(workdir, step, steps)
   config = read_config(workdir, step)
-  _, params = checkpoint.load_params(workdir, step)
-  class_names = _class_names(workdir)
+  class_names, wnids = _class_names(workdir)
   model = model_lib.from_config(config.model, len(class_names),
                                 image_size=config.input.crop_size)
   mean_path = os.path.join(workdir, MEAN_IMAGE_FILE)
   mean_image = np.load(mean_path) if os.path.exists(mean_path) else None
-  return TrainedRun(workdir, config, step, params, model, class_names, mean_image)
+  return TrainedRun(workdir, config, step, params, model, class_names, mean_image, wnids)
 
 
-def _resolve_step(workdir: str, step: int | str | None, steps: list[int]) -> int:
-  """The checkpoint step that `open_run`'s `step` argument names."""
+def _load(workdir: str, step: int | str | None, steps: list[int]) -> tuple[int, Any]:
+  """(step, parameters) of the checkpoint that `open_run`'s `step` argument names."""
   if step in (None, 'latest'):
-    return steps[-1]
+    return checkpoint.load_first_readable(workdir, steps[::-1])
   if step == 'best':
-    best = checkpoint.best_step(workdir)
-    if best is None:
+    ranked = checkpoint.best_steps(workdir)
+    if not ranked:
       raise errors.CheckpointError(
           f'{workdir} has no checkpoint saved at an evaluation, so none is known to be the best; '
           "give --step=latest or a step number.")
-    return best
+    return checkpoint.load_first_readable(
+        workdir, ranked, advice='--step=latest takes the newest checkpoint that can be read. ')
   try:
-    return int(step)
+    number = int(step)
   except ValueError:
     raise errors.CheckpointError(f'--step={step!r} is not a step: give a number, '
                                  "'latest' or 'best'.") from None
+  if number not in steps:
+    raise errors.CheckpointError(f'{workdir} has no checkpoint at step {number}; it has steps '
+                                 f'{", ".join(map(str, steps))}.')
+  return checkpoint.load_params(workdir, number)
 
 
-def _class_names(workdir: str) -> tuple[str, ...]:
+def _class_names(workdir: str) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+  """(class names, wnids or None) of class_names.json."""
   path = os.path.join(workdir, CLASS_NAMES_FILE)
   if not os.path.isfile(path):
     raise errors.CheckpointError(f'{workdir} has no {CLASS_NAMES_FILE}; it was written by an '
                                  'older version. Rerun the training command once to add it.')
   with open(path) as f:
-    return tuple(json.load(f)['class_names'])
+    content = json.load(f)
+  wnids = content.get('wnids')
+  return tuple(content['class_names']), tuple(wnids) if wnids else None

@@ -6,6 +6,11 @@ runs under `parallel.sharded_apply`, so the same steps serve one device, two
 towers on two devices and data parallelism. `train.py`, the evaluation
 commands and the benchmarks share them.
 
+The training step also finishes the input transformation on the
+accelerator (`train_inputs`): the host sends uint8 crops and the random
+draws, the step converts to float, subtracts the mean image, reflects and
+adds PCA lighting (sections 2 and 4.1), each device for its own rows.
+
 Nothing here imports TensorFlow.
 """
 
@@ -15,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import optax
 
 from alexnet_jax import compilation
@@ -27,27 +33,80 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def transform_crops(image: jax.Array, offset: jax.Array, flip: jax.Array, alpha: jax.Array,
+                    transform: Any) -> jax.Array:
+  """The network's input from the host's uint8 crops and draws (sections 2 and 4.1).
+
+  Computes, per example, exactly what the paper's preprocessing does to the
+  S x S image before cropping, on the crop: float32 pixels minus the mean
+  image at the crop's window ("subtracting the mean activity over the
+  training set from each pixel", section 2), reflected horizontally where
+  `flip`, plus the PCA lighting offset eigvecs @ (alpha * lighting_scale) at
+  every pixel (section 4.1: one alpha per image and presentation, drawn by
+  the host); channels reversed for a network that takes BGR.
+
+  Args:
+    image: uint8 (N, C, C, 3) crops.
+    offset: int32 (N, 2), each crop's top-left (y, x) in the S x S image.
+    flip: bool (N,).
+    alpha: float32 (N, 3).
+    transform: a `data.TrainTransform` (mean_image (S, S, 3), eigvecs (3, 3),
+      lighting_scale (3,), bgr).
+
+  Returns:
+    float32 (N, C, C, 3), 0..255 units minus the mean (roughly -128..128).
+  """
+  c = image.shape[1]
+  mean = jnp.asarray(transform.mean_image, jnp.float32)
+  mean_crops = jax.vmap(lambda o: jax.lax.dynamic_slice(mean, (o[0], o[1], 0), (c, c, 3)))(offset)
+  x = image.astype(jnp.float32) - mean_crops
+  x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
+  c = alpha * jnp.asarray(transform.lighting_scale, jnp.float32)  # (N, 3): a_i s_i
+  p = jnp.asarray(transform.eigvecs, jnp.float32)  # columns p_i
+  # sum_i a_i s_i p_i, (N, 3), added in this order elementwise: a dot's order of summation
+  # depends on the kernel XLA picks for the shapes, so each mesh would round differently.
+  delta = c[:, 0:1] * p[:, 0] + c[:, 1:2] * p[:, 1] + c[:, 2:3] * p[:, 2]
+  x = x + delta[:, None, None, :]
+  return x[..., ::-1] if transform.bgr else x
+
+
+def train_inputs(transform: Any, mesh: jax.sharding.Mesh) -> Callable:
+  """f(batch) -> the network's float32 (B, C, C, 3) input of a host training batch
+  (`data.train_iterator`: 'image', 'offset', 'flip', 'alpha'), by `transform_crops`
+  on each device for its own rows (sharded over 'data' like the batch), not jitted."""
+  per_device = jax.shard_map(
+      lambda image, offset, flip, alpha: transform_crops(image, offset, flip, alpha, transform),
+      mesh=mesh, in_specs=P('data'), out_specs=P('data'))
+  return lambda batch: per_device(batch['image'], batch['offset'], batch['flip'], batch['alpha'])
+
+
 def make_train_step(model: AlexNet, tx: optax.GradientTransformation,
-                    mesh: jax.sharding.Mesh) -> Callable:
+                    mesh: jax.sharding.Mesh, transform: Any = None) -> Callable:
   """The jitted training step.
 
   step(params, opt_state, batch, dropout_key) -> (params, opt_state, metrics)
 
-  batch: {'image': (B, S, S, 3) float32, 'label': (B,) int32} global arrays
-  sharded over 'data'. dropout_key: this step's key; the mask of each example
-  depends only on the key and its row in the global batch. metrics:
-  {'loss': mean cross-entropy, 'top1_error': fraction}. Parameters and
-  optimizer state are donated.
+  batch: global arrays sharded over 'data': with `transform` (a
+  `data.TrainTransform`) a host training batch of `data.train_iterator`
+  ({'image': uint8 (B, C, C, 3), 'label': (B,) int32, 'offset', 'flip',
+  'alpha'}), turned into the network's input on the devices
+  (`train_inputs`); without, {'image': (B, C, C, 3) float32 network input,
+  'label'}. dropout_key: this step's key; the mask of each example depends
+  only on the key and its row in the global batch. metrics: {'loss': mean
+  cross-entropy, 'top1_error': fraction}. Parameters and optimizer state are
+  donated.
   """
   forward = parallel.sharded_apply(model, mesh, train=True)
+  inputs = (lambda batch: batch['image']) if transform is None else train_inputs(transform, mesh)
 
-  def loss_fn(params, batch, dropout_key):
-    ids = jnp.arange(batch['label'].shape[0], dtype=jnp.int32)
-    logits = forward(params, batch['image'], ids, dropout_key)
-    return cross_entropy(logits, batch['label']).mean(), logits
+  def loss_fn(params, images, labels, dropout_key):
+    ids = jnp.arange(labels.shape[0], dtype=jnp.int32)
+    logits = forward(params, images, ids, dropout_key)
+    return cross_entropy(logits, labels).mean(), logits
 
   def step(params, opt_state, batch, dropout_key):
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, dropout_key)
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, inputs(batch), batch['label'], dropout_key)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     top1_error = jnp.mean(jnp.argmax(logits, -1) != batch['label'])

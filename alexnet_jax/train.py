@@ -464,7 +464,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   except Exception as e:
     if not checkpoint.is_disk_full(e):
       raise
-    raise checkpoint.disk_full(run.manager, e, state, config.keep_checkpoints) from e
+    raise checkpoint.disk_full(run.manager, state, config.keep_checkpoints) from e
   finally:  # a save in flight completes even when the run stops on an error
     run.manager.wait_until_finished()
     run.manager.close()

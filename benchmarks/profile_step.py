@@ -8,9 +8,11 @@ create_perfetto_trace=True)`, sums the trace's complete events by op name
 and prints the largest with the HLO each fused op wraps (its result shape,
 convolution/dot/reduce-window, and the JAX op it came from). Thread times of
 the two cores add up. Convolutions on XLA's Eigen path (the library's CPU
-default, `layers.CPU_CONVOLUTION_FLAG`) do not appear as traced ops; run with
-XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution to
-see them (as YNNPACK fusions).
+default: `compilation.jit` compiles the step with a compiler option that keeps
+them out of YNNPACK) do not appear as traced ops; run with
+XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution (a
+setting of your own, which `compilation.jit` leaves alone) to see them, as
+YNNPACK fusions.
 """
 
 import argparse

@@ -17,5 +17,5 @@ from alexnet_jax.experiments import paper
 
 def get_config():
   config = paper.get_config()
-  ablations.apply(config, 'no_lighting', ablations.IMAGENET_TRAIN_EXAMPLES)
+  ablations.apply(config, 'no_lighting')
   return config

@@ -19,5 +19,5 @@ from alexnet_jax.experiments import paper
 
 def get_config():
   config = paper.get_config()
-  ablations.apply(config, 'no_overlap', ablations.IMAGENET_TRAIN_EXAMPLES)
+  ablations.apply(config, 'no_overlap')
   return config

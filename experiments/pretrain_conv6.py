@@ -9,8 +9,12 @@ The paper pre-trained "an extra sixth convolutional layer over the last
 pooling layer" on the Fall 2011 ImageNet release (15M images, 22K classes),
 then fine-tuned it on ILSVRC-2012 (experiments/finetune.py). Any folder
 dataset stands in for the first one (train/<class>/*, val/<class>/* under
-data_dir). `:demo` pre-trains the demo-scale net with conv6 on the first half
-of the embedded classes (0-5: discs and squares), offline, in minutes.
+data_dir). The Fall 2011 release's 21,841 classes do not split evenly over
+the two towers: fc8 then has 21,842 units, 10,921 per tower, and the last
+one is padding that is never a class (alexnet_jax/model.py, `fc8_units`).
+`:demo` pre-trains the demo-scale net with conv6 on classes 0-5 of the hard
+embedded set (experiments/demo_ablation.py: disc, square, triangle, cross,
+ellipse, bar), offline.
 
 Paper (Table 2): 39.0% / 16.6% top-1 / top-5 validation error for one such
 net fine-tuned on ILSVRC-2012, against 40.7% / 18.2% for one trained on

@@ -14,13 +14,16 @@ import subprocess
 import sys
 import time
 
+import convert_reference
 import jax
+import numpy as np
 import pytest
 
 from alexnet_jax import checkpoint
 from alexnet_jax import config as config_lib
 from alexnet_jax import data
 from alexnet_jax import inference
+from alexnet_jax import pretrained
 from alexnet_jax import rundir
 from alexnet_jax import train
 
@@ -126,3 +129,31 @@ def tiny_run(tmp_path_factory) -> rundir.TrainedRun:
 def tiny_info(tiny_run) -> data.DatasetInfo:
   """The dataset the TINY run was trained on."""
   return inference.dataset_info(tiny_run)
+
+
+@pytest.fixture(scope='session')
+def bvlc_weights() -> dict:
+  """Random weights of the BVLC AlexNet's shapes, Caffe layout (tests/convert_reference.py)."""
+  return convert_reference.random_weights(seed=0)
+
+
+@pytest.fixture(scope='session')
+def bvlc_mean() -> np.ndarray:
+  """A float32 (3, 256, 256) BGR mean image around Caffe's per-channel means."""
+  rng = np.random.default_rng(2)
+  means = np.asarray(pretrained.CAFFE_MEAN_BGR, np.float32)[:, None, None]
+  return (means + rng.normal(0, 10, (3, 256, 256))).astype(np.float32)
+
+
+@pytest.fixture(scope='session')
+def bvlc_run(tmp_path_factory, bvlc_weights, bvlc_mean) -> rundir.TrainedRun:
+  """`bvlc_weights` in a .caffemodel converted with `bvlc_mean`, once per session (tests that
+  use it only read its workdir)."""
+  folder = tmp_path_factory.mktemp('bvlc')
+  path = str(folder / 'bvlc_alexnet.caffemodel')
+  with open(path, 'wb') as f:
+    f.write(convert_reference.caffemodel_bytes({k: list(v) for k, v in bvlc_weights.items()}))
+  pretrained.write_workdir(str(folder / 'converted'), pretrained.read_caffemodel(path),
+                           source='caffe', weights_path=path, mean=bvlc_mean)
+  return rundir.open_run(str(folder / 'converted'))
+

@@ -6,7 +6,10 @@ Nothing here uses alexnet_jax.model or alexnet_jax.pretrained:
   with a hand-written protobuf wire encoder and the field numbers of BVLC/caffe
   src/caffe/proto/caffe.proto, so a wrong number in the converter's schema
   cannot cancel out.
-* `onnx_model` builds the ONNX model zoo's graph (bvlcalexnet) with onnx.helper.
+* `onnx_model` builds the ONNX model zoo's graph (bvlcalexnet-12: Caffe2's
+  export) with onnx.helper.
+* `opencv_linear_resize` is OpenCV's INTER_LINEAR resize (what Caffe's
+  convert_imageset warps images with) written out in NumPy.
 * `caffe_forward` is the network of models/bvlc_alexnet/deploy.prototxt written
   from Caffe's layer definitions in float64 NumPy: NCHW, grouped convolution
   as separate groups, ceil-mode pooling, LRN `x / (k + alpha / n * sum x^2)^beta`
@@ -112,22 +115,27 @@ def caffemodel_bytes(weights: dict, *, v1: bool = False, layers: list | None = N
 
 # ------------------------------------------------------------------ ONNX
 
-def onnx_model(weights: dict, *, fc_as_matmul: bool = False):
-  """The ONNX zoo's bvlcalexnet graph (opset 12, names like conv1_w_0) with `weights`
-  ({name: (w, b)}, Caffe layout) as initializers. fc7 is stored (in, out) with transB=0, the
-  others (out, in) with transB=1. fc_as_matmul: MatMul + Add instead of Gemm (not AlexNet's
-  graph as the converter expects it)."""
+def onnx_model(weights: dict, *, fc_as_matmul: bool = False, fc7_transposed: bool = False):
+  """The ONNX zoo's bvlcalexnet-12 graph with `weights` ({name: (w, b)}, Caffe layout) as
+  initializers named like the zoo's (conv1_w_0, conv1_b_0, ...).
+
+  As the zoo's file (Caffe2's export): opset 12, input data_0 of shape (1, 3, 224, 224),
+  MaxPool pool5 with pads [0, 0, 1, 1] (Caffe's ceil-mode rounding at that size), pool5
+  reshaped to (1, 9216) by a Reshape whose shape is the initializer OC2_DUMMY_1, Gemm with
+  transB=1, Dropout after fc6 and fc7, Softmax. fc7_transposed: fc7 stored (in, out) with
+  transB=0 (a valid Gemm the reader must undo); fc_as_matmul: MatMul + Add instead of Gemm
+  (not AlexNet's graph as the converter expects it).
+  """
   from onnx import TensorProto
   from onnx import helper
   from onnx import numpy_helper
   inits, nodes = [], []
   x = 'data_0'
 
-  def add(op, inputs, **attrs):
+  def add(op, name, inputs, **attrs):
     nonlocal x
-    out = f'{op.lower()}_{len(nodes)}'
-    nodes.append(helper.make_node(op, [x] + inputs, [out], name=out, **attrs))
-    x = out
+    nodes.append(helper.make_node(op, [x] + inputs, [name], name=name, **attrs))
+    x = name
 
   def params(name, w, b):
     inits.extend([numpy_helper.from_array(np.asarray(w, np.float32), f'{name}_w_0'),
@@ -135,33 +143,63 @@ def onnx_model(weights: dict, *, fc_as_matmul: bool = False):
     return [f'{name}_w_0', f'{name}_b_0']
 
   for name, kind in BVLC_LAYERS:
+    out = f'{name}_1'
     if kind == 'Convolution':
       w, b = weights[name]
       stride, pad, group = CONV[name]
-      add('Conv', params(name, w, b), kernel_shape=list(w.shape[2:]), strides=[stride] * 2,
+      add('Conv', out, params(name, w, b), kernel_shape=list(w.shape[2:]), strides=[stride] * 2,
           pads=[pad] * 4, group=group)
     elif kind == 'InnerProduct':
       w, b = weights[name]
       if name == 'fc6':
-        add('Flatten', [], axis=1)
+        inits.append(numpy_helper.from_array(np.asarray([1, 9216], np.int64), 'OC2_DUMMY_1'))
+        add('Reshape', 'OC2_DUMMY_0', ['OC2_DUMMY_1'])
       if fc_as_matmul:
-        add('MatMul', params(name, np.asarray(w).T, b)[:1])
-        add('Add', [f'{name}_b_0'])
-      elif name == 'fc7':
-        add('Gemm', params(name, np.asarray(w).T, b), transB=0)
+        add('MatMul', f'{name}_mm', params(name, np.asarray(w).T, b)[:1])
+        add('Add', out, [f'{name}_b_0'])
+      elif name == 'fc7' and fc7_transposed:
+        add('Gemm', out, params(name, np.asarray(w).T, b), transB=0)
       else:
-        add('Gemm', params(name, w, b), transB=1)
+        add('Gemm', out, params(name, w, b), transB=1)
     elif kind == 'LRN':
-      add('LRN', [], size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, bias=LRN_K)
+      add('LRN', out, [], size=LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, bias=LRN_K)
     elif kind == 'Pooling':
-      add('MaxPool', [], kernel_shape=[3, 3], strides=[2, 2])
+      add('MaxPool', out, [], kernel_shape=[3, 3], strides=[2, 2],
+          pads=[0, 0, 1, 1] if name == 'pool5' else [0, 0, 0, 0])
     else:
-      add({'ReLU': 'Relu'}.get(kind, kind), [])
+      add({'ReLU': 'Relu'}.get(kind, kind), name if kind != 'Softmax' else 'prob_1', [])
   graph = helper.make_graph(
       nodes, 'bvlcalexnet', [helper.make_tensor_value_info('data_0', TensorProto.FLOAT,
-                                                           [1, 3, 227, 227])],
+                                                           [1, 3, 224, 224])],
       [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 1000])], inits)
   return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 12)])
+
+
+# ------------------------------------------------------------------ Caffe's input
+
+def opencv_linear_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """cv::resize(image, (width, height), INTER_LINEAR) for uint8 (H, W, C), in float64.
+
+  OpenCV's imgproc/src/resize.cpp, per axis: output index d reads the input at
+  f = (d + 0.5) * in / out - 0.5, s = floor(f), weights (1 - (f - s), f - s) on
+  pixels s and s + 1; s < 0 becomes 0 with weight 1 on it, s >= in - 1 becomes
+  in - 1 likewise. Rounded to the nearest integer (OpenCV computes in 11-bit
+  fixed point, which can differ by one level).
+  """
+  out = np.asarray(image, np.float64)
+  for axis, size in ((0, height), (1, width)):
+    n = out.shape[axis]
+    f = (np.arange(size) + 0.5) * (n / size) - 0.5
+    s = np.floor(f).astype(int)
+    f -= s
+    f[s < 0], s[s < 0] = 0, 0
+    f[s >= n - 1], s[s >= n - 1] = 0, n - 1
+    shape = [1] * out.ndim
+    shape[axis] = size
+    f = f.reshape(shape)
+    out = (1 - f) * np.take(out, s, axis=axis) + f * np.take(out, np.minimum(s + 1, n - 1),
+                                                              axis=axis)
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 # ------------------------------------------------------------------ the network

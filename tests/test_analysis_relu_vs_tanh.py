@@ -1,4 +1,10 @@
-"""Tests of alexnet_jax.figure1: Figure 1's network and the epochs-to-threshold arithmetic."""
+"""Tests of alexnet_jax.analysis.relu_vs_tanh and its program: Figure 1's network, the
+epochs-to-threshold arithmetic and the check that the chosen rates lie inside the grid."""
+
+import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +33,29 @@ def test_speedup_from_written_curves(tmp_path):
   assert relu_vs_tanh.speedup(relu_read, tanh_read[:5], 0.25) is None  # tanh never got there
 
 
-def test_reachable_threshold():
-  """25% when both curves reach it, else the higher minimum rounded up to a whole percent."""
-  assert relu_vs_tanh.reachable_threshold([0.5, 0.2], [0.6, 0.1]) == 0.25
-  assert relu_vs_tanh.reachable_threshold([0.5, 0.2], [0.6, 0.412]) == pytest.approx(0.42)
+def test_best_rate_at_the_edge_of_the_grid():
+  """A best rate that is the grid's lowest or highest is flagged; one inside it is not."""
+  curves = {0.01: [0.5], 0.02: [0.4], 0.04: [0.3]}
+  assert relu_vs_tanh.SweepResult('relu', curves, 0.04).edge == 'highest'
+  assert relu_vs_tanh.SweepResult('relu', curves, 0.01).edge == 'lowest'
+  assert relu_vs_tanh.SweepResult('relu', curves, 0.02).edge is None
+
+
+def test_program_stops_when_a_best_rate_is_at_the_edge(tmp_path):
+  """Two rates: every best rate is at an edge, so the program writes its curves and
+  result.json, then exits 1 with one error line naming the end to extend."""
+  workdir = tmp_path / 'figure1'
+  done = subprocess.run(
+      [sys.executable, '-m', 'alexnet_jax.tools.relu_vs_tanh', f'--workdir={workdir}',
+       f'--data_dir={tmp_path / "data"}', '--epochs=1', '--shapes_examples=32',
+       '--rates=0.01,0.02'], capture_output=True, text=True, timeout=600,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert done.returncode == 1, done.stderr[-2000:]
+  assert 'of --rates' in done.stderr and 'Traceback' not in done.stderr
+  result = json.loads((workdir / 'result.json').read_text())
+  assert set(result['best_rate_at_edge']) == {'relu', 'tanh'}
+  assert result['threshold'] == 0.25 and result['rates'] == [0.01, 0.02]
+  assert len(list(workdir.glob('*_lr*.jsonl'))) == 4
 
 
 def test_missing_curve_is_a_clear_error(tmp_path):

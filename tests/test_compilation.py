@@ -3,14 +3,22 @@
 - `model.matmul_precision` sets the precision of every convolution and
   dot_general of the training step (forward and backward, LRN's band matmul
   included), read from the lowered StableHLO.
-- The library routes CPU convolutions to XLA's Eigen path instead of
-  YNNPACK (`layers.CPU_CONVOLUTION_FLAG`): the compiled step has no
-  convolution left in a YNNPACK fusion, and its loss and gradients equal
-  those of the YNNPACK path (computed in a subprocess) within 1e-5 relative.
+- `compilation.jit` compiles CPU programs with XLA's convolutions on its Eigen
+  path instead of YNNPACK, as a per-compilation compiler option: the compiled
+  step has no convolution left in a YNNPACK fusion (plain `jax.jit`'s has),
+  and its loss and gradients equal those of the YNNPACK path within 1e-5
+  relative. A jaxlib that refuses the option, and a user's XLA_FLAGS that set
+  it, get plain `jax.jit`, without aborting the process.
+- Importing the library changes no environment variable (the setting used
+  to be put into XLA_FLAGS at import, which aborted every jaxlib that did
+  not know the flag, on every backend).
 - LRN with each precision equals the literal formula on CPU (both conventions).
 """
 
+import json
+import logging
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -21,29 +29,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from alexnet_jax import compilation
 from alexnet_jax import layers
 from alexnet_jax.model import AlexNet
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
 YNNPACK_FLAG = '--xla_cpu_experimental_ynn_fusion_type=+individual_convolution'
 SMALL = dict(num_classes=10, image_size=67, conv_features=(8, 8, 8, 8, 8), fc_features=16)
+# Wide enough that jaxlib 0.10.2's YNNPACK takes every convolution of the step
+# by default (it leaves ones as narrow as SMALL's to Eigen anyway, which would
+# make the CPU tests below vacuous).
+YNNPACK_SIZED = {**SMALL, 'conv_features': (48, 128, 64, 64, 64)}
 _OP = re.compile(r'stablehlo\.(convolution|dot_general)\b.*?->\s*tensor<[^>]*>')
-_GRADS_SCRIPT = r'''
-import sys
-import jax, jax.numpy as jnp, numpy as np
-from alexnet_jax.model import AlexNet
-model = AlexNet(num_classes=10, image_size=67, conv_features=(8, 8, 8, 8, 8), fc_features=16)
-rng = np.random.default_rng(0)
-images = jnp.asarray(rng.normal(0, 50, (4, 67, 67, 3)), jnp.float32)
-labels = jnp.asarray([0, 3, 5, 9])
-params = model.init(jax.random.key(0), images)['params']
-def loss(p):
-  logits = model.apply({'params': p}, images, train=True, rngs={'dropout': jax.random.key(1)})
-  return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
-value, grads = jax.jit(jax.value_and_grad(loss))(params)
-flat = {'/'.join(str(k.key) for k in path): np.asarray(g)
-        for path, g in jax.tree_util.tree_leaves_with_path(grads)}
-np.savez(sys.argv[1], loss=np.asarray(value), **flat)
-'''
 
 
 def _lowered_step_ops(precision):
@@ -89,33 +87,67 @@ def test_default_and_bfloat16_precision(precision, dtype):
       assert operands == [dtype, dtype], text
 
 
-def test_compiled_step_has_no_ynnpack_convolution():
-  """On CPU, every convolution of the compiled step stays out of YNNPACK fusions."""
-  if jax.default_backend() != 'cpu':
-    pytest.skip('a CPU setting')
-  model = AlexNet(**SMALL)
-  images = jnp.zeros((2, 67, 67, 3), jnp.float32)
-  params = jax.eval_shape(model.init, jax.random.key(0), images)['params']
-  text = jax.jit(jax.grad(lambda p: model.apply({'params': p}, images).sum())).lower(
-      params).compile().as_text()
-  assert ' convolution(' in text
-  fused = {m.group(1) for m in re.finditer(r'calls=%?([\w.\-]+), .*__ynn_fusion', text)}
-  for block in re.split(r'\n\n', text):
+@pytest.fixture
+def probe_again():
+  """`compilation.cpu_options` decides anew in the test and after it (its answer is cached)."""
+  compilation.cpu_options.cache_clear()
+  yield
+  compilation.cpu_options.cache_clear()
+
+
+def _ynnpack_convolutions(compiled_text):
+  """(convolutions inside YNNPACK fusions, all convolutions) of a compiled CPU module's text."""
+  fused = {m.group(1) for m in re.finditer(r'calls=%?([\w.\-]+), .*__ynn_fusion', compiled_text)}
+  inside = 0
+  for block in re.split(r'\n\n', compiled_text):
     name = re.match(r'%?([\w.\-]+)', block.strip())
     if name and name.group(1) in fused:
-      assert ' convolution(' not in block, block[:300]
+      inside += block.count(' convolution(')
+  return inside, compiled_text.count(' convolution(')
 
 
-def test_eigen_convolutions_equal_ynnpack_ones(tmp_path):
-  """Loss and every gradient with the library's CPU conv path equal YNNPACK's within 1e-5."""
+@pytest.fixture(scope='module')
+def cpu_steps():
+  """The gradient step of a small network compiled by compilation.jit and by plain jax.jit."""
   if jax.default_backend() != 'cpu':
     pytest.skip('a CPU setting')
+  if compilation.OPTION in os.environ.get('XLA_FLAGS', ''):
+    pytest.skip('XLA_FLAGS set the convolution path for this process')
+  model = AlexNet(**YNNPACK_SIZED)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.normal(0, 50, (4, 67, 67, 3)), jnp.float32)
+  labels = jnp.asarray([0, 3, 5, 9])
+  params = model.init(jax.random.key(0), images)['params']
+
+  def loss(p):
+    logits = model.apply({'params': p}, images, train=True, rngs={'dropout': jax.random.key(1)})
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+
+  step = jax.value_and_grad(loss)
+  return params, {'library': compilation.jit(step).lower(params).compile(),
+                  'ynnpack': jax.jit(step).lower(params).compile()}
+
+
+def test_compiled_step_has_no_ynnpack_convolution(cpu_steps):
+  """compilation.jit keeps every convolution of the step out of YNNPACK fusions; jax.jit doesn't."""
+  _, compiled = cpu_steps
+  assert compilation.cpu_options() == compilation.EIGEN_CONVOLUTIONS
+  inside, total = _ynnpack_convolutions(compiled['library'].as_text())
+  assert total >= 10 and inside == 0, (inside, total)
+  # This jaxlib's default puts them in YNNPACK: the option is what moves them.
+  inside, total = _ynnpack_convolutions(compiled['ynnpack'].as_text())
+  assert inside == total, (inside, total)
+
+
+def test_eigen_convolutions_equal_ynnpack_ones(cpu_steps):
+  """Loss and every gradient with compilation.jit's CPU conv path equal YNNPACK's within 1e-5."""
+  params, compiled = cpu_steps
   results = {}
-  for name, flags in [('library', ''), ('ynnpack', YNNPACK_FLAG)]:
-    out = tmp_path / f'{name}.npz'
-    env = {**os.environ, 'XLA_FLAGS': flags, 'JAX_PLATFORMS': 'cpu'}
-    subprocess.run([sys.executable, '-c', _GRADS_SCRIPT, str(out)], env=env, check=True)
-    results[name] = dict(np.load(out))
+  for name, step in compiled.items():
+    value, grads = step(params)
+    results[name] = {'loss': np.asarray(value), **{
+        jax.tree_util.keystr(path): np.asarray(g)
+        for path, g in jax.tree_util.tree_leaves_with_path(grads)}}
   assert set(results['library']) == set(results['ynnpack'])
   for key, ref in results['ynnpack'].items():
     got = results['library'][key]
@@ -124,13 +156,64 @@ def test_eigen_convolutions_equal_ynnpack_ones(tmp_path):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * scale, err_msg=key)
 
 
-def test_flag_respects_user_setting():
-  """A process that sets the YNNPACK flag itself keeps its setting."""
-  env = {**os.environ, 'XLA_FLAGS': YNNPACK_FLAG}
-  out = subprocess.run([sys.executable, '-c', 'import os, alexnet_jax.layers; '
-                        'print(os.environ["XLA_FLAGS"])'], env=env, check=True,
-                       capture_output=True, text=True).stdout.strip()
-  assert out == YNNPACK_FLAG
+def test_refused_option_falls_back_to_plain_jit(monkeypatch, probe_again, caplog):
+  """A jaxlib that refuses the option (simulated: a value XLA rejects) compiles without it.
+
+  Such a refusal is a Python error of the probe compilation, caught and
+  logged; the old process-wide XLA_FLAGS setting aborted the process instead.
+  """
+  if jax.default_backend() != 'cpu':
+    pytest.skip('a CPU setting')
+  monkeypatch.setattr(compilation, 'EIGEN_CONVOLUTIONS',
+                      {compilation.OPTION: 'LIBRARY_FUSION_TYPE_NO_SUCH_TYPE'})
+  with caplog.at_level(logging.WARNING):
+    assert compilation.cpu_options() == {}
+  assert f'does not accept the compiler option {compilation.OPTION}' in caplog.text
+  assert float(compilation.jit(jnp.negative)(2.0)) == -2.0
+
+
+def test_users_xla_flags_setting_wins(monkeypatch, probe_again):
+  """XLA_FLAGS that name the option themselves get plain jax.jit: the user's setting stays."""
+  monkeypatch.setenv('XLA_FLAGS', YNNPACK_FLAG)
+  assert compilation.cpu_options() == {}
+
+
+def _library_modules() -> list[str]:
+  """Every module of the package but the programs (alexnet_jax.main, alexnet_jax.tools.*)."""
+  names = []
+  for path in sorted((REPO / 'alexnet_jax').rglob('*.py')):
+    parts = path.relative_to(REPO).with_suffix('').parts
+    if parts[1:2] in (('tools',), ('main',)):
+      continue
+    names.append('.'.join(parts[:-1] if parts[-1] == '__init__' else parts))
+  # The packaged configs (setup.cfg's package_dir maps them into the package).
+  names += [f'alexnet_jax.experiments.{p.stem}' for p in sorted((REPO / 'experiments').glob('*.py'))
+            if p.stem != '__init__']
+  return names
+
+
+_ENVIRON_SCRIPT = r'''
+import importlib, json, os, sys
+# They set variables of their own when imported, which is theirs to do.
+import tensorflow, tensorflow_datasets, jax, flax, optax, orbax.checkpoint, matplotlib
+before = dict(os.environ)
+for name in sys.argv[1:]:
+  importlib.import_module(name)
+after = dict(os.environ)
+print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()
+                  if before.get(k) != after.get(k)}))
+'''
+
+
+def test_importing_the_library_leaves_os_environ_unchanged():
+  """No module of the package sets an environment variable when imported (XLA_FLAGS included)."""
+  modules = _library_modules()
+  assert 'alexnet_jax.compilation' in modules and 'alexnet_jax.data.pipeline' in modules
+  out = subprocess.run([sys.executable, '-c', _ENVIRON_SCRIPT, *modules], cwd=REPO,
+                       env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'},
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
 
 
 def _literal_lrn(a, k, alpha, beta, size):

@@ -1,11 +1,14 @@
-"""Input pipeline on a tiny embedded dataset, against NumPy references."""
+"""Input pipeline on a tiny embedded dataset, against NumPy references and the
+TensorFlow calls that define the training examples' draws."""
 
+import functools
 import gc
 import os
 import subprocess
 import sys
 import weakref
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,7 +16,10 @@ import tensorflow as tf
 from alexnet_jax import config as config_lib
 from alexnet_jax import data
 from alexnet_jax import errors
+from alexnet_jax import parallel
+from alexnet_jax import steps
 from alexnet_jax.data import augment
+from alexnet_jax.data import draws
 from alexnet_jax.data import pipeline
 from alexnet_jax.data import stats as stats_lib
 
@@ -60,6 +66,67 @@ def take(it, n):
   return [next(it) for _ in range(n)]
 
 
+def tf_draws(seed, epoch, k, image_size, crop_size, std):
+  """One example's draws as TensorFlow's stateless calls define them (the per-example code
+  the pipeline ran before draws.batch_draws): (offset (2,), flip, alpha (3,))."""
+  key = tf.stack([tf.cast(seed, tf.int64), tf.constant(0x5EED, tf.int64)])
+  key = tf.random.experimental.stateless_fold_in(key, tf.cast(epoch, tf.int64), alg='philox')
+  key = tf.random.experimental.stateless_fold_in(key, tf.cast(k, tf.int64), alg='philox')
+
+  def sub(i):
+    return tf.random.experimental.stateless_fold_in(key, i, alg='philox')
+
+  offset = tf.random.stateless_uniform([2], seed=sub(0), minval=0,
+                                       maxval=image_size - crop_size + 1, dtype=tf.int32,
+                                       alg='philox')
+  flip = tf.random.stateless_uniform([], seed=sub(1), alg='philox') < 0.5
+  alpha = tf.random.stateless_normal([3], seed=sub(2), stddev=std, alg='philox')
+  return offset, flip, alpha
+
+
+@tf.function
+def tf_draws_of(seed, epochs, ks, image_size, crop_size, std):
+  """`tf_draws` of every (epochs[j], ks[j])."""
+  return tf.map_fn(lambda ek: tf_draws(seed, ek[0], ek[1], image_size, crop_size, std),
+                   tf.stack([epochs, ks], axis=1),
+                   fn_output_signature=(tf.int32, tf.bool, tf.float32))
+
+
+def batch_alphas(alpha_key, alpha_counter, std):
+  """draws.lighting_alpha of every row."""
+  fn = tf.function(lambda keys, counters: tf.map_fn(
+      lambda kc: draws.lighting_alpha(kc[0], kc[1], std), (keys, counters),
+      fn_output_signature=tf.float32))
+  return fn(tf.constant(alpha_key), tf.constant(alpha_counter)).numpy()
+
+
+def host_reference(batch, mean, eigvecs, scale, bgr=False):
+  """The training transformation as the host computed it before it moved to the step (the
+  same TensorFlow ops in the same order): minus the mean image's window, reflected, plus
+  eigvecs @ (alpha * scale), channels reversed for BGR. float32 (b, C, C, 3)."""
+  crop = batch['image'].shape[1]
+  out = []
+  for image, (oy, ox), flip in zip(batch['image'], batch['offset'], batch['flip']):
+    img = tf.cast(image, tf.float32) - tf.constant(mean)[oy:oy + crop, ox:ox + crop]
+    out.append(tf.reverse(img, [1]) if flip else img)
+  delta = tf.linalg.matvec(tf.constant(eigvecs), tf.constant(batch['alpha']) * scale)
+  img = tf.stack(out) + delta[:, None, None, :]
+  return (tf.reverse(img, [-1]) if bgr else img).numpy()
+
+
+@functools.cache
+def _jitted_inputs(transform):
+  mesh = parallel.make_mesh(1, 1)
+  return mesh, jax.jit(steps.train_inputs(transform, mesh))
+
+
+def device_inputs(batch, transform):
+  """The training step's input transformation of a host batch, on a one-device mesh."""
+  mesh, fn = _jitted_inputs(transform)
+  return np.asarray(fn(parallel.shard_batch(
+      {k: batch[k] for k in ('image', 'offset', 'flip', 'alpha')}, mesh)))
+
+
 def test_info(tiny):
   config, info = tiny
   assert info.num_classes == 12 and len(info.class_names) == 12
@@ -83,9 +150,11 @@ def test_stats_are_reused_not_recomputed(tiny, monkeypatch):
 def test_shapes_and_dtypes(tiny):
   config, info = tiny
   batch = next(train(config, info))
-  assert batch['image'].shape == (12, C, C, 3)
-  assert batch['image'].dtype == np.float32
+  assert batch['image'].shape == (12, C, C, 3) and batch['image'].dtype == np.uint8
   assert batch['label'].shape == (12,) and batch['label'].dtype == np.int32
+  assert batch['offset'].shape == (12, 2) and batch['offset'].dtype == np.int32
+  assert batch['flip'].shape == (12,) and batch['flip'].dtype == bool
+  assert batch['alpha'].shape == (12, 3) and batch['alpha'].dtype == np.float32
   ev = next(evaluate(config, info))
   assert ev['image'].shape == (12, C, C, 3) and ev['image'].dtype == np.float32
   assert ev['label'].dtype == np.int32 and ev['mask'].dtype == bool
@@ -95,7 +164,7 @@ def test_shapes_and_dtypes(tiny):
   np.testing.assert_array_equal(ev10['image'][:, 0], ev['image'])
   # Two processes: half the rows each.
   b = next(train(config, info, process_index=1, process_count=2))
-  assert b['image'].shape == (6, C, C, 3)
+  assert b['image'].shape == (6, C, C, 3) and b['alpha'].shape == (6, 3)
 
 
 def test_mean_and_covariance_match_numpy(tiny):
@@ -114,47 +183,101 @@ def test_mean_and_covariance_match_numpy(tiny):
     assert abs(np.linalg.norm(p) - 1) < 1e-5
 
 
-@tf.function
-def _crop_params(ks):
-  def one(k):
-    key = augment.example_key(7, k // 500, k % 500)
-    oy, ox, flip = augment.random_crop_params(key, 256, 224)
-    return tf.stack([oy, ox, tf.cast(flip, tf.int32)])
-  return tf.map_fn(one, ks, fn_output_signature=tf.int32)
-
-
 def test_crop_offsets_cover_range_and_flip_half():
-  p = _crop_params(tf.range(2000, dtype=tf.int64)).numpy()
-  for o in (p[:, 0], p[:, 1]):
+  offset, flip, _, _ = draws.batch_draws(7, np.arange(2000) // 500, np.arange(2000) % 500, 256,
+                                         224)
+  for o in (offset[:, 0], offset[:, 1]):
     assert o.min() == 0 and o.max() == 32
     assert len(set(o.tolist())) == 33  # every offset 0..32 occurs
-  assert 0.45 < p[:, 2].mean() < 0.55
+  assert 0.45 < flip.mean() < 0.55
+
+
+@pytest.mark.parametrize('seed', [0, 3, 2**40 + 5])
+def test_batch_draws_equal_tensorflows_stateless_calls(seed):
+  """NumPy's Philox (draws.batch_draws) and TensorFlow's kernel for the normals give, bit for
+  bit, the draws of TensorFlow's per-example stateless calls: epochs 0, 1 and a large one, in
+  one call as a batch crossing epochs does."""
+  epochs = np.repeat(np.array([0, 1, 2**33 + 7], np.int64), 100)
+  ks = np.tile(np.arange(100, dtype=np.int64) * 977, 3)
+  offset, flip, alpha_key, alpha_counter = draws.batch_draws(seed, epochs, ks, 256, 224)
+  want = tf_draws_of(seed, tf.constant(epochs), tf.constant(ks), 256, 224, 0.1)
+  np.testing.assert_array_equal(offset, want[0].numpy())
+  np.testing.assert_array_equal(flip, want[1].numpy())
+  np.testing.assert_array_equal(batch_alphas(alpha_key, alpha_counter, 0.1), want[2].numpy())
 
 
 def test_train_batch_matches_numpy_reference(tiny):
-  """Every example = mean-subtracted crop, flipped, plus lighting, computed
-  here in NumPy from the same (seed, epoch, k) draws."""
+  """Every example the step receives = mean-subtracted crop, flipped, plus lighting,
+  computed here in NumPy from the decoded images and TensorFlow's draws for (seed, epoch, k);
+  the host sends the uint8 crop and the draws, the step's transformation does the rest."""
   config, info = tiny
   split = info.source.train
-  images = decoded(split).astype(np.float32)
+  pixels = decoded(split)
+  images = pixels.astype(np.float32)
   mean = info.stats.mean_image
   lam, vec = info.stats.eigvals, info.stats.eigvecs
+  transform = data.train_transform(info, config.input)
   batches = take(train(config, info), 5)  # crosses epoch 0 -> 1
   n, bsz = split.num_examples, config.batch_size
+  epochs, ks = np.divmod(np.arange(5 * bsz), n)
+  offsets, flips, alphas = (v.numpy() for v in tf_draws_of(
+      config.seed, tf.constant(epochs), tf.constant(ks), S, C, 0.1))
   for s, batch in enumerate(batches):
+    network_input = device_inputs(batch, transform)
     for i in range(bsz):
       p = s * bsz + i
       e, k = divmod(p, n)
       idx = int(pipeline.epoch_permutation(config.seed, e, n)[k])
-      key = augment.example_key(config.seed, e, k)
-      oy, ox, flip = (int(v) for v in augment.random_crop_params(key, S, C))
-      alpha = augment.lighting_alpha(key, 0.1).numpy()
+      (oy, ox), flip, alpha = offsets[p], flips[p], alphas[p]
+      np.testing.assert_array_equal(batch['image'][i], pixels[idx, oy:oy + C, ox:ox + C])
       ref = (images[idx] - mean)[oy:oy + C, ox:ox + C]
       if flip:
         ref = ref[:, ::-1]
       ref = ref + vec @ (alpha * lam / 255.0)  # 'paper' convention
       assert batch['label'][i] == split.labels[idx]
-      np.testing.assert_allclose(batch['image'][i], ref, atol=2e-3)
+      np.testing.assert_allclose(network_input[i], ref, atol=2e-3)
+
+
+@pytest.mark.parametrize('channel_order', ['rgb', 'bgr'])
+def test_step_transformation_equals_the_host_implementation(tiny, channel_order):
+  """The mean image, the reflection and the lighting moved into the step give what the host
+  computed before on the same crops and draws: bit for bit without lighting (the same float32
+  operations, reordered only by exact permutations), within float32 rounding with it (the
+  3x3 product eigvecs @ (alpha * scale): TensorFlow's kernel fuses multiply-adds, XLA's
+  does not), i.e. at most a couple of units in the last place of the pixel or of the offset."""
+  config, info = tiny
+  config = tiny_config(config.data_dir, channel_order=channel_order)
+  transform = data.train_transform(info, config.input)
+  scale = augment.lighting_scale(info.stats.eigvals, 'paper')
+  bgr = channel_order == 'bgr'
+  for batch in take(train(config, info, start_step=1), 3):
+    got = device_inputs(batch, transform)
+    want = host_reference(batch, info.stats.mean_image, info.stats.eigvecs, scale, bgr)
+    delta = np.abs(info.stats.eigvecs @ (batch['alpha'] * scale).T).max()
+    bound = 2 * np.spacing(np.abs(want)) + 2 * np.spacing(np.float32(delta))
+    assert np.all(np.abs(got - want) <= bound), np.abs(got - want).max()
+    unlit = {**batch, 'alpha': np.zeros_like(batch['alpha'])}
+    np.testing.assert_array_equal(
+        device_inputs(unlit, transform),
+        host_reference(unlit, info.stats.mean_image, info.stats.eigvecs, scale, bgr))
+
+
+def test_raw_storage_gives_the_jpeg_paths_examples_bitwise(tiny):
+  """input.storage='raw' holds the decoded pixels of the same JPEGs: every training batch
+  (crops, draws, labels) and evaluation batch equals the JPEG path's, bit for bit (so the
+  JPEG path's windowed decoding equals a full decode, and both read the same draws)."""
+  config, info = tiny
+  raw = tiny_config(config.data_dir, storage='raw')
+  raw_info = info_of(raw)
+  assert raw_info.source.train.storage == 'raw'
+  assert len(raw_info.source.train.payload[0]) == S * S * 3
+  for a, b in zip(take(train(config, info, start_step=3), 4),
+                  take(train(raw, raw_info, start_step=3), 4)):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  for a, b in zip(evaluate(config, info, ten_crop=True), evaluate(raw, raw_info, ten_crop=True)):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_epochs_are_permutations(tiny):
@@ -186,10 +309,13 @@ def test_lighting_noise_statistics(convention):
   q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
   vec = q.astype(np.float32)
   scale = augment.lighting_scale(lam, convention)
-  alpha = tf.function(lambda ks: tf.map_fn(
-      lambda k: augment.lighting_alpha(augment.example_key(1, 0, k), 0.1),
-      ks, fn_output_signature=tf.float32))(tf.range(4000, dtype=tf.int64))
-  delta = augment.lighting_delta(alpha, vec, scale).numpy()  # (4000, 3)
+  _, _, alpha_key, alpha_counter = draws.batch_draws(1, np.zeros(4000), np.arange(4000), 8, 1)
+  alpha = batch_alphas(alpha_key, alpha_counter, 0.1)
+  transform = data.TrainTransform(np.zeros((1, 1, 3), np.float32), vec, scale, bgr=False)
+  # The step's lighting offset alone: one-pixel crops of a zero image minus a zero mean.
+  delta = np.asarray(jax.jit(steps.transform_crops, static_argnums=4)(
+      np.zeros((4000, 1, 1, 3), np.uint8), np.zeros((4000, 2), np.int32),
+      np.zeros(4000, bool), alpha, transform))[:, 0, 0]  # (4000, 3)
   proj = delta @ vec  # coordinates along each principal component
   want = 0.1 * (lam / 255.0 if convention == 'paper' else np.sqrt(lam))
   np.testing.assert_allclose(proj.std(0), want, rtol=0.06)
@@ -201,23 +327,47 @@ def test_lighting_off(tiny):
   off = tiny_config(config.data_dir, lighting_std=0.0)
   a = next(train(off, info))
   b = next(train(config, info))
-  d = (b['image'] - a['image']).reshape(12, -1, 3)
+  assert not a['alpha'].any() and b['alpha'].all()
+  for key in ('image', 'label', 'offset', 'flip'):
+    np.testing.assert_array_equal(a[key], b[key])
+  transform = data.train_transform(info, config.input)
+  d = (device_inputs(b, transform) - device_inputs(a, transform)).reshape(12, -1, 3)
   # Lighting adds one RGB offset per image, the same at every pixel.
   np.testing.assert_allclose(d, np.broadcast_to(d[:, :1], d.shape), atol=1e-3)
   assert np.abs(d).max() > 0
+
+
+def test_lighting_draws_are_per_image_and_presentation(tiny):
+  """Section 4.1: alpha is drawn once per image each time it is used. Over two epochs every
+  image comes twice with two different alphas; within a batch no two images share one; the
+  same seed and step give the same alphas again."""
+  config, info = tiny
+  n, bsz = info.num_train_examples, config.batch_size
+  steps_two_epochs = 2 * n // bsz  # 40 examples, batch 12: 6 batches
+  batches = take(train(config, info), steps_two_epochs + 1)
+  seen = {}
+  for s, batch in enumerate(batches[:steps_two_epochs]):
+    assert len({tuple(a) for a in batch['alpha']}) == bsz
+    for i in range(bsz):
+      e, k = divmod(s * bsz + i, n)
+      idx = int(pipeline.epoch_permutation(config.seed, e, n)[k])
+      seen.setdefault(idx, {})[e] = batch['alpha'][i]
+  twice = [alphas for alphas in seen.values() if len(alphas) == 2]
+  assert len(twice) >= n - bsz
+  assert all(not np.array_equal(alphas[0], alphas[1]) for alphas in twice)
+  again = next(train(config, info, start_step=steps_two_epochs))
+  np.testing.assert_array_equal(again['alpha'], batches[steps_two_epochs]['alpha'])
 
 
 def test_deterministic_and_resumable(tiny):
   config, info = tiny
   run1 = take(train(config, info), 8)
   run2 = take(train(config, info), 8)
-  for a, b in zip(run1, run2):
-    np.testing.assert_array_equal(a['image'], b['image'])
-    np.testing.assert_array_equal(a['label'], b['label'])
   resumed = take(train(config, info, start_step=5), 3)
-  for a, b in zip(run1[5:], resumed):
-    np.testing.assert_array_equal(a['image'], b['image'])
-    np.testing.assert_array_equal(a['label'], b['label'])
+  for a, b in [*zip(run1, run2), *zip(run1[5:], resumed)]:
+    assert a.keys() == b.keys() == {'image', 'label', 'offset', 'flip', 'alpha'}
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
   other = tiny_config(config.data_dir)
   other.seed = 4
   c = next(train(other, info))
@@ -231,7 +381,7 @@ def test_two_processes_see_the_same_global_batch(tiny):
                                      process_index=j, process_count=2), 2)
             for j in range(2)]
   for s in range(2):
-    for key in ('image', 'label'):
+    for key in whole[s]:
       np.testing.assert_array_equal(
           np.concatenate([halves[0][s][key], halves[1][s][key]]),
           whole[s][key])
@@ -314,6 +464,7 @@ def test_check_input_config_accepts_every_experiment():
     ('jpeg_quality', 101, 'input.jpeg_quality=101 must be an integer in 1..100'),
     ('num_threads', 0, 'input.num_threads=0 must be None (all cores)'),
     ('prepared_dir', '', "input.prepared_dir='' must be None"),
+    ('storage', 'png', "input.storage='png' must be one of 'jpeg', 'raw'"),
 ])
 def test_check_input_config_rejects(field, value, words):
   config = config_lib.base_config()
@@ -322,6 +473,14 @@ def test_check_input_config_rejects(field, value, words):
     data.check_input_config(config.dataset, config.input)
   assert words in str(e.value)
   assert '\n' not in str(e.value)
+
+
+def test_raw_storage_needs_a_prepared_folder():
+  config = config_lib.base_config()
+  config.input.storage, config.input.folder.prepare = 'raw', False
+  with pytest.raises(errors.ConfigError, match="input.storage='raw' describes a prepared copy"):
+    data.check_input_config('folder', config.input)
+  data.check_input_config('shapes', config.input)  # the embedded dataset: decoded in memory
 
 
 def test_check_input_config_names_every_problem_and_the_dataset():
@@ -351,7 +510,7 @@ def test_iterators_check_their_config(tiny):
   config, info = tiny
   bad = tiny_config(config.data_dir, lighting_convention='fancy')
   with pytest.raises(errors.ConfigError, match='lighting_convention'):
-    train(bad, info)
+    data.train_transform(info, bad.input)
   with pytest.raises(errors.ConfigError, match='crop_size=40 is larger'):
     evaluate(tiny_config(config.data_dir, crop_size=40), info)
   with pytest.raises(errors.ConfigError, match='not divisible by the process count 5'):
@@ -363,8 +522,13 @@ def test_prepare_program_prints_the_statistics(tmp_path):
   args = ['--config=experiments/demo.py', f'--config.data_dir={tmp_path}',
           '--config.input.shapes.train_examples=24', '--config.input.shapes.eval_examples=12',
           f'--config.input.image_size={S}', f'--config.input.crop_size={C}']
-  out = _run_prepare(args)
+  out = _run_prepare(args + ['--config.input.storage=raw'])
   assert out.returncode == 0, out.stderr
+  # The disk budget comes first: 36 images of S x S x 3 bytes, held in memory (the embedded
+  # dataset is decoded once when it is loaded).
+  assert out.stdout.splitlines()[0] == (
+      f"input.storage='raw': 36 images x {S * S * 3:,} bytes = {36 * S * S * 3 / 1e6:.1f} MB, "
+      'held in memory (the embedded dataset): nothing prepared on disk.')
   # TFDS announces the generation on stdout first; the report follows.
   first, rest = out.stdout[out.stdout.index('shapes: '):].split('\n', 1)
   assert first.startswith(f'shapes: 12 classes, 24 train / 12 eval examples of {S}x{S} in '

@@ -93,10 +93,9 @@ def test_ablation_configs_change_exactly_their_fields():
       'no_lighting': {'input.lighting_std': 0.0},
       'no_dropout': {'model.dropout_rate': 0.0},
       'minus_conv': {'model.remove_conv': 'conv4'},
-      # 90 epochs of 1,281,167 // 128 = 10,009 steps: drops at 25%, 50%, 75% of 900,810.
+      # config.dexp's defaults are layer-params-imagenet-1gpu.cfg's factors and stages.
       'cuda_convnet': {'model.lrn_convention': 'cuda_convnet', 'bias_lr_multiplier': 2.0,
-                       'decay_biases': False, 'lr_policy': 'steps',
-                       'lr_steps.boundaries': [225202, 450405, 675607]},
+                       'decay_biases': False, 'lr_policy': 'dexp'},
   }
   for name, fields in expected.items():
     config = config_lib.load(name)
@@ -233,3 +232,13 @@ def test_minus_conv_bad_layer_is_a_config_error():
     config = config_lib.load(f'minus_conv:{layer}')
     with pytest.raises(errors.ConfigError, match="'conv2', 'conv3', 'conv4'"):
       train.check_config(config)
+
+
+def test_pretrain_conv6_builds_for_the_fall_2011_classes():
+  """Section 6's 21,841 classes over two towers: 10,921 fc8 units per tower, 21,841 logits."""
+  config = config_lib.load('pretrain_conv6')
+  model = model_lib.from_config(config.model, 21_841, image_size=config.input.crop_size)
+  out, variables = jax.eval_shape(model.init_with_output, jax.random.key(0),
+                                  jnp.zeros((1, 224, 224, 3)))
+  assert variables['params']['fc8']['kernel'].shape == (2, 4096, 10_921)
+  assert out.shape == (1, 21_841)

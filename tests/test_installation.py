@@ -1,4 +1,4 @@
-"""The install: platform markers, accelerator extras, and the `doctor` check."""
+"""The install: platform markers, accelerator extras, the version floor, and the `doctor` check."""
 
 import configparser
 import importlib.metadata
@@ -11,7 +11,9 @@ import sys
 import jax
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
+from packaging.version import Version
 
+import alexnet_jax
 from alexnet_jax import installation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -72,6 +74,77 @@ def test_installed_versions_match_requirements_txt():
   """The venv the tests run in is the one requirements.txt describes."""
   for name, requirement in selected(requirements_txt(), default_environment()).items():
     assert requirement.specifier.contains(importlib.metadata.version(name)), name
+
+
+def floor_requirements_txt() -> list[Requirement]:
+  lines = (REPO / '.ci' / 'floor-requirements.txt').read_text().splitlines()
+  return [Requirement(line) for line in lines if line.strip() and not line.startswith('#')]
+
+
+def test_the_floor_is_the_same_everywhere():
+  """alexnet_jax.FLOORS = setup.cfg's >= = the pins of CI's floor environment; the pins are above.
+
+  The floor environment (.ci/run) installs .ci/floor-requirements.txt with
+  requirements.txt's other pins: pytest comes from the test extra.
+  """
+  floors = {name: Version(v) for name, v in alexnet_jax.FLOORS.items()}
+  declared = selected(setup_cfg_requirements('options', 'install_requires'), LINUX)
+  for name, floor in floors.items():
+    (spec,) = declared[name].specifier
+    assert (spec.operator, Version(spec.version)) == ('>=', floor), name
+  tested = {r.name: r for r in floor_requirements_txt()}
+  (pytest_pin,) = [r for r in setup_cfg_requirements('options.extras_require', 'test')
+                   if r.name == 'pytest']
+  assert tested.pop('pytest').specifier == pytest_pin.specifier
+  assert {name: Version(str(r.specifier).removeprefix('==')) for name, r in tested.items()} \
+      == floors
+  pinned = selected(requirements_txt(), LINUX)
+  for name, floor in floors.items():
+    assert Version(str(pinned[name].specifier).removeprefix('==')) >= floor, name
+  readme = ' '.join((REPO / 'README.md').read_text().split())  # "Installation" names them
+  assert f'jax and jaxlib {floors["jax"]}' in readme
+  assert all(f'{name} {floors[name]}' in readme for name in ('flax', 'optax', 'orbax-checkpoint'))
+
+
+def _import_with_versions(versions: dict[str, str]) -> subprocess.CompletedProcess:
+  """`import alexnet_jax` in a fresh interpreter whose metadata reports `versions`."""
+  code = ('import importlib.metadata, sys\n'
+          'real = importlib.metadata.version\n'
+          f'importlib.metadata.version = lambda name: {versions!r}.get(name) or real(name)\n'
+          'try:\n'
+          '  import alexnet_jax\n'
+          'finally:\n'
+          '  print("jax imported:", "jax" in sys.modules)\n')
+  return subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                        timeout=60)
+
+
+def test_import_below_the_floor_fails_with_one_sentence():
+  """An older jax (simulated through the metadata) stops the import, naming both versions."""
+  result = _import_with_versions({'jax': '0.5.3', 'jaxlib': '0.5.3'})
+  assert result.returncode != 0
+  assert result.stdout.strip() == 'jax imported: False'  # the check reads metadata only
+  last = result.stderr.strip().splitlines()[-1]
+  floor = alexnet_jax.FLOORS['jax']
+  assert last == (
+      f'ImportError: alexnet_jax {alexnet_jax.__version__} needs jax>={floor} and '
+      f'jaxlib>={floor}, but this environment has jax 0.5.3 and jaxlib 0.5.3: upgrade with '
+      f"pip install -U 'jax>={floor}' 'jaxlib>={floor}' (on a GPU or TPU, jax[cuda12] or "
+      'jax[tpu] in place of jax; README, "Installation").')
+  # Raised by the package's own check, not from inside jax.
+  assert 'alexnet_jax/__init__.py' in result.stderr and 'site-packages/jax' not in result.stderr
+
+
+def test_import_at_the_floor_and_of_nightlies_passes():
+  """The floor itself, and a pre-release of it, import (a nightly is newer than the release
+  before it)."""
+  at_floor = {name: floor for name, floor in alexnet_jax.FLOORS.items()}
+  at_floor['jax'] += '.dev20250601'
+  result = _import_with_versions(at_floor)
+  assert result.returncode == 0, result.stderr
+  old_orbax = _import_with_versions({'orbax-checkpoint': '0.11.14'})
+  assert "needs orbax-checkpoint>=0.11.15, but this environment has orbax-checkpoint 0.11.14" \
+      in old_orbax.stderr
 
 
 def test_detects_gpu_and_tpu_device_files(tmp_path, monkeypatch):

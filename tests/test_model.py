@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from alexnet_jax import model as model_lib
@@ -371,7 +372,6 @@ def test_good_input_dtypes_accepted():
     (dict(dropout_rate=1.0), 'dropout'),
     (dict(dropout_rate=-0.1), 'dropout'),
     (dict(num_classes=0), 'num_classes'),
-    (dict(num_classes=999), '999'),
     (dict(lrn_convention='caffe'), 'lrn_convention'),
     (dict(activation='sigmoid'), 'activation'),
     (dict(conv_features=(96, 256, 384, 384)), 'conv_features'),
@@ -386,9 +386,38 @@ def test_invalid_fields_raise_at_construction(fields, message):
 
 
 def test_valid_edge_fields_construct():
-  """999 classes are fine with one tower; dropout 0 is allowed."""
-  assert AlexNet(towers=1, num_classes=999).num_classes == 999
+  """999 classes are fine with one tower (999 fc8 units) and with two (1000); dropout 0 is
+  allowed."""
+  assert AlexNet(towers=1, num_classes=999).fc8_units == 999
+  assert AlexNet(num_classes=999).fc8_units == 1000
   assert AlexNet(dropout_rate=0.0).dropout_rate == 0.0
+
+
+def test_odd_class_count_pads_one_fc8_unit():
+  """5 classes over two towers: fc8 has 3 units per tower, the last of tower 1 padded. The
+  logits are the 5 others (tower 0's 3, then tower 1's first 2), so the loss never reaches
+  the padded unit: its gradient is exactly zero. Section 6's 21,841 classes: 21,842 units."""
+  model = AlexNet(**{**NARROW, 'num_classes': 5})
+  x = jax.random.normal(KEY, (4, 67, 67, 3))
+  shapes = jax.eval_shape(model.init, KEY, x)['params']
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda s: rng.normal(0, 0.05, s.shape).astype(np.float32), shapes)
+  assert params['fc8']['kernel'].shape == (2, 64, 3) and params['fc8']['bias'].shape == (2, 3)
+
+  def loss(p):
+    out, state = model.apply({'params': p}, x, mutable=['intermediates'])
+    ce = optax.softmax_cross_entropy_with_integer_labels(out, jnp.arange(4) % 5).mean()
+    return ce, (out, state['intermediates']['fc7_features'][0])
+  grads, (logits, fc7) = jax.jit(jax.grad(loss, has_aux=True))(params)
+  assert logits.shape == (4, 5)
+  both = jnp.concatenate(fc7, axis=-1) * 0.5  # the paper's test-time dropout
+  w, b = params['fc8']['kernel'], params['fc8']['bias']
+  by_hand = jnp.concatenate([both @ w[0] + b[0], both @ w[1] + b[1]], axis=-1)[:, :5]
+  np.testing.assert_allclose(logits, by_hand, rtol=1e-5, atol=1e-6)
+  grads = grads['fc8']
+  assert np.all(grads['kernel'][1, :, 2] == 0) and grads['bias'][1, 2] == 0
+  assert np.all(np.abs(grads['kernel'][1, :, :2]).sum(0) > 0)
+  assert AlexNet(num_classes=21_841).fc8_units == 21_842
 
 
 def test_from_config():

@@ -1,11 +1,17 @@
 """The notebooks run headless from top to bottom (a short run: a few steps on a small dataset)."""
 
+import ast
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 from nbclient import NotebookClient
 import nbformat
 import pytest
+
+import alexnet_jax
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / 'notebooks'
 
@@ -42,6 +48,36 @@ def test_every_notebook_starts_with_the_repository_url_and_a_colab_badge():
         in notebook.cells[0].source
     first_code = next(c for c in notebook.cells if c.cell_type == 'code')
     assert first_code.source.splitlines()[1].startswith('REPO_URL = ')
+
+
+_OLD_JAX = r"""
+import importlib.metadata, sys
+real = importlib.metadata.version
+importlib.metadata.version = lambda name: '0.5.3' if name in ('jax', 'jaxlib') else real(name)
+try:
+  exec(sys.stdin.read(), {})
+except RuntimeError as e:
+  print(e)
+print('imported:', sorted({'jax', 'absl', 'alexnet_jax'} & set(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize('name', ['quickstart.ipynb', 'explore.ipynb'])
+def test_first_cell_stops_on_a_jax_older_than_the_floor(name):
+  """The first code cell holds the package's floor and, with an older jax, stops before it
+  installs or imports anything, saying how to upgrade."""
+  notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+  source = next(c for c in notebook.cells if c.cell_type == 'code').source
+  floors = ast.literal_eval(re.search(r'^FLOORS = (\{.*?\})', source, re.M | re.S).group(1))
+  assert floors == alexnet_jax.FLOORS
+  assert source.index('raise RuntimeError') < source.index("if 'google.colab' in sys.modules")
+  out = subprocess.run([sys.executable, '-c', _OLD_JAX], input=source, capture_output=True,
+                       text=True, timeout=60, check=True).stdout
+  floor = floors['jax']
+  assert out.startswith(f'This runtime has jax 0.5.3 and jaxlib 0.5.3; alexnet_jax needs jax '
+                        f'and jaxlib {floor} or later.')
+  assert f'!pip install -U "jax[cuda12]>={floor}"' in out and 'Restart session' in out
+  assert out.strip().endswith('imported: []')
 
 
 def test_quickstart_trains_evaluates_and_draws(tmp_path, monkeypatch):

@@ -34,9 +34,10 @@ def _params_and_grads(seed=0):
 
 
 def _numpy_paper_sgd(params, grads, rates, momentum=MOMENTUM, weight_decay=WD,
-                     decay_biases=True, bias_lr_multiplier=1.0):
+                     decay_biases=True, bias_lr_multiplier=1.0, bias_rates=None):
   """v <- m v - wd eps w - eps g;  w <- w + v, literally, per leaf; returns the weights after
-  every step. A bias leaf uses eps * bias_lr_multiplier and, without decay_biases, wd = 0."""
+  every step. A bias leaf uses eps * bias_lr_multiplier, or bias_rates[step] when given,
+  and, without decay_biases, wd = 0."""
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   grad_leaves = [jax.tree.leaves(g) for g in grads]
   history = [[] for _ in grads]
@@ -46,7 +47,7 @@ def _numpy_paper_sgd(params, grads, rates, momentum=MOMENTUM, weight_decay=WD,
     wd = np.float32(0.0 if bias and not decay_biases else weight_decay)
     w, v = w.copy(), np.zeros_like(w)
     for step, gs in enumerate(grad_leaves):
-      eps = np.float32(rates[step] * mult)
+      eps = np.float32(bias_rates[step] if bias and bias_rates is not None else rates[step] * mult)
       v = np.float32(momentum) * v - wd * eps * w - eps * gs[i]
       w = w + v
       history[step].append(w.copy())
@@ -146,7 +147,58 @@ def _config(lr_policy, decay_biases=True, bias_lr_multiplier=1.0):
   return ml_collections.ConfigDict(dict(
       learning_rate=BASE_LR, momentum=MOMENTUM, weight_decay=WD, lr_policy=lr_policy,
       lr_steps=dict(boundaries=list(BOUNDARIES), factor=0.1),
+      dexp=dict(weights_factor=250.0, weights_steps=4, biases_factor=10.0, biases_steps=2),
       decay_biases=decay_biases, bias_lr_multiplier=bias_lr_multiplier))
+
+
+def _cuda_convnet2_dexp(base, tgt_factor, num_steps, progress):
+  """DiscreteExpParameterSchedule of akrizhevsky/cuda-convnet2 (cudaconvnet/src/lr.cu, lines
+  94-113), transcribed line by line: the constructor fills _rates, getValue scans them."""
+  rates = []
+  for i in range(num_steps - 1):
+    p = float(i) / (num_steps - 1)
+    rates.append(base * pow(1.0 / tgt_factor, p))  # ExpParameterSchedule::getValue
+  rates.append(base / tgt_factor)
+  for i in range(len(rates)):
+    if progress <= float(i + 1) / len(rates):
+      return rates[i]
+  return rates[-1]
+
+
+@pytest.mark.parametrize('base, tgt_factor, num_steps, total', [
+    (0.01, 250.0, 4, 40), (0.02, 10.0, 2, 40), (0.01, 250.0, 4, 37), (0.02, 25.0, 3, 10),
+    (0.01, 10.0, 1, 8)])
+def test_dexp_schedule_matches_cuda_convnet2(base, tgt_factor, num_steps, total):
+  """Update `count` (0-based) has progress count / total (convnet.py's get_progress: the
+  batches done before it over all); every update's rate is lr.cu's, in float32."""
+  schedule = jax.jit(optim.dexp_schedule(base, tgt_factor, num_steps, total))
+  for count in range(total + 2):
+    want = _cuda_convnet2_dexp(base, tgt_factor, num_steps, min(1.0, count / total))
+    np.testing.assert_allclose(float(schedule(jnp.int32(count))), want, rtol=1e-6)
+
+
+def test_dexp_schedule_released_imagenet_values():
+  """epsW=dexp[base=0.01;tgtFactor=250;numSteps=4] over 100 updates: 0.01, then divided by
+  250 ** (1/3) = 6.30 after updates 25, 50 and 75 (the 26th, 51st and 76th use the new rate)."""
+  schedule = optim.dexp_schedule(0.01, 250.0, 4, 100)
+  got = [float(schedule(jnp.int32(c))) for c in (0, 25, 26, 50, 51, 75, 76, 99)]
+  step = 250.0 ** (-1 / 3)
+  want = [0.01, 0.01, 0.01 * step, 0.01 * step, 0.01 * step ** 2, 0.01 * step ** 2, 4e-5,
+          4e-5]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_make_optimizer_dexp_matches_numpy():
+  """lr_policy 'dexp': weights and biases each follow lr.cu's schedule from their own base
+  (learning_rate and learning_rate * bias_lr_multiplier), biases without weight decay."""
+  params, grads = _params_and_grads(6)
+  rates = [_cuda_convnet2_dexp(BASE_LR, 250.0, 4, s / STEPS) for s in range(STEPS)]
+  bias_rates = [_cuda_convnet2_dexp(2 * BASE_LR, 10.0, 2, s / STEPS) for s in range(STEPS)]
+  want = _numpy_paper_sgd(params, grads, rates, decay_biases=False, bias_rates=bias_rates)
+  tx = optim.make_optimizer(_config('dexp', False, 2.0), total_steps=STEPS)
+  assert _max_diff(_run(tx, params, grads), want) < TOL
+  with pytest.raises(ValueError, match='total_steps'):
+    optim.make_optimizer(_config('dexp'))
 
 
 @pytest.mark.parametrize('decay_biases, bias_lr_multiplier', [(True, 1.0), (False, 2.0)])
@@ -253,3 +305,19 @@ def test_plateau_learning_rate():
   for drops in range(4):
     np.testing.assert_allclose(policy.learning_rate(0.01, optim.PlateauState(drops=drops)),
                                0.01 * 0.1 ** drops, rtol=1e-12)
+
+
+def test_dexp_bad_fields_are_config_errors():
+  for args in ((0.01, 0.0, 4, 10), (0.01, 10.0, 0, 10), (0.01, 10.0, 2.5, 10)):
+    with pytest.raises(ValueError, match='config.dexp'):
+      optim.dexp_schedule(*args)
+
+
+def test_plateau_waits_while_the_error_is_above_max_error():
+  """A network still at chance (best error above max_error) keeps its rate however long the
+  error stalls; once the error has fallen below max_error, the usual patience applies."""
+  policy = optim.Plateau(patience=2, min_delta=0.0, max_error=0.9)
+  state, drops = _feed(policy, [0.94, 0.94, 0.95, 0.94, 0.94])
+  assert not any(drops) and state.drops == 0
+  state, drops = _feed(policy, [0.85, 0.86, 0.86], state)
+  assert drops == [False, False, True] and state.drops == 1

@@ -1,11 +1,14 @@
 """Tests of the pretrained-weights converter: alexnet_jax.pretrained and alexnet_jax.tools.convert.
 
-Nothing is downloaded: the .caffemodel files (both NetParameter formats) and
-the ONNX file are built here with random weights of the BVLC shapes, and the
-converted network is compared with an independent float64 NumPy forward pass
-of deploy.prototxt (tests/convert_reference.py).
+Nothing is downloaded: the .caffemodel files (both NetParameter formats), the
+mean files and the ONNX file (shaped like the model zoo's bvlcalexnet-12) are
+built here with random values of the BVLC shapes, and the converted network is
+compared with an independent float64 NumPy forward pass of deploy.prototxt
+(tests/convert_reference.py).
 """
 
+import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -64,14 +67,17 @@ def files(tmp_path_factory, weights):
 
 
 @pytest.fixture(scope='module')
-def onnx_file(tmp_path_factory, weights):
-  """The same weights in the ONNX zoo's graph (needs the onnx extra)."""
+def onnx_files(tmp_path_factory, weights):
+  """The same weights in the ONNX zoo's graph, and with fc7 stored transposed (transB=0)."""
   onnx = pytest.importorskip('onnx')
-  path = tmp_path_factory.mktemp('onnx') / 'bvlcalexnet.onnx'
-  model = ref.onnx_model(weights)
-  onnx.checker.check_model(model)
-  onnx.save(model, str(path))
-  return str(path)
+  folder = tmp_path_factory.mktemp('onnx')
+  files = {}
+  for name, transposed in (('bvlcalexnet-12.onnx', False), ('fc7_transposed.onnx', True)):
+    model = ref.onnx_model(weights, fc7_transposed=transposed)
+    onnx.checker.check_model(model, full_check=True)  # shapes infer: 224 in, 6x6 at pool5
+    onnx.save(model, str(folder / name))
+    files[name] = str(folder / name)
+  return files
 
 
 @pytest.fixture(scope='module')
@@ -117,10 +123,15 @@ def test_caffemodel_formats_read_the_same(files, weights):
     _assert_weights_equal(pretrained.read_caffemodel(files[name]), weights, name)
 
 
-def test_onnx_reads_the_same(onnx_file, weights):
-  """Conv/Gemm initializers in node order (fc7 stored transposed, transB=0): the original
-  weights, so the converted network is the one compared with the reference."""
-  _assert_weights_equal(pretrained.read_onnx(onnx_file), weights, 'onnx')
+def test_onnx_gives_the_caffemodels_network(onnx_files, weights, workdir):
+  """The zoo-shaped graph (224 input, Reshape by an initializer, Gemm transB=1, padded pool5)
+  and a transB=0 variant read as the original weights; the zoo file's parameters are those of
+  the workdir converted from the caffemodel, bit for bit."""
+  zoo = pretrained.read_onnx(onnx_files['bvlcalexnet-12.onnx'])
+  _assert_weights_equal(zoo, weights, 'zoo')
+  _assert_weights_equal(pretrained.read_onnx(onnx_files['fc7_transposed.onnx']), weights,
+                        'fc7 transposed')
+  assert _params_equal(pretrained.to_params(zoo), checkpoint.load_params(workdir)[1])
 
 
 def test_layout_is_a_permutation_with_the_model_shapes(weights):
@@ -148,29 +159,102 @@ def test_workdir_reads_like_a_run(workdir, weights):
   step, params = checkpoint.load_params(workdir)
   assert step == 0
   assert _params_equal(params, pretrained.to_params(weights))
-  # Class names in sorted-wnid order, as TFDS imagenet2012's labels.txt and Caffe's ilsvrc12.
   classes = json.load(open(os.path.join(workdir, 'class_names.json')))
-  wnids, names = classes['wnids'], classes['class_names']
-  assert len(wnids) == len(names) == 1000 and wnids == sorted(wnids)
+  assert (classes['wnids'], classes['class_names']) == tuple(map(list, pretrained.class_names()))
+
+
+def _tfds_file(relative):
+  return os.path.join(importlib.util.find_spec('tensorflow_datasets').submodule_search_locations[0],
+                      relative)
+
+
+def test_class_names_are_caffes_and_distinct():
+  """The shipped synset_words.txt against two independent lists: TFDS imagenet2012's wnids and
+  TFDS siscore's ImageNet words (the same words, its two cranes renamed). Every name is the
+  first synonym, the second added where two classes share it; all 1000 distinct, ignoring
+  case."""
+  wnids, names = pretrained.class_names()
+  with open(_tfds_file('datasets/imagenet2012/labels.txt')) as f:
+    assert wnids == f.read().split()
+  spec = importlib.util.spec_from_file_location('siscore_labels',
+                                                _tfds_file('datasets/siscore/labels.py'))
+  siscore = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(siscore)
+  with open(pretrained.SYNSET_WORDS) as f:
+    words = [line.rstrip('\n').split(' ', 1)[1] for line in f]
+  differ = [i for i, (a, b) in enumerate(zip(words, siscore.IMAGENET_LABELS_LIST)) if a != b]
+  assert differ == [134, 517] and words[134] == words[517] == 'crane'
+  assert len({n.lower() for n in names}) == 1000
   assert (wnids[0], names[0]) == ('n01440764', 'tench')
-  assert (wnids[281], names[281]) == ('n02123045', 'tabby')
+  assert (names[134], names[517]) == ('crane (bird)', 'crane (machine)')
+  assert (names[264], names[474]) == ('Cardigan, Cardigan Welsh corgi', 'cardigan')
+  assert (names[638], names[639]) == ('maillot', 'maillot, tank suit')
   assert (wnids[999], names[999]) == ('n15075141', 'toilet tissue')
 
 
 def test_v1_caffemodel_and_mean_through_the_program(tmp_path, files, workdir):
-  """The program imports the published format (V1, legacy shapes) and keeps the mean image."""
+  """The program imports the published format (V1, legacy shapes), keeps the mean image,
+  warns that the file is not the published one (both SHA-1s named) and states the
+  conventions."""
   mean = np.random.default_rng(2).uniform(0, 255, (3, 256, 256)).astype(np.float32)
-  mean_path = tmp_path / 'mean.binaryproto'
+  mean_path = tmp_path / 'imagenet_mean.binaryproto'
   mean_path.write_bytes(ref.blob_bytes(mean[None], legacy=True))
   out = str(tmp_path / 'v1')
   result = _convert_cli('--from=caffe', f'--weights={files["v1"]}', f'--mean={mean_path}',
                         f'--workdir={out}')
   assert result.returncode == 0, result.stderr
+  digest = hashlib.sha1(open(files['v1'], 'rb').read()).hexdigest()
+  assert f'SHA-1 {digest}, not {pretrained.BVLC_SHA1}' in result.stderr
+  assert "input.resize='warp'" in result.stderr and "model.lrn_k=1.0" in result.stderr
   assert _params_equal(checkpoint.load_params(out)[1], checkpoint.load_params(workdir)[1])
   np.testing.assert_array_equal(np.load(os.path.join(out, 'caffe_mean.npy')),
                                 mean.transpose(1, 2, 0))
   assert json.load(open(os.path.join(out, 'config.json')))['input']['mean_file'] == (
       'caffe_mean.npy')
+
+
+@pytest.fixture(scope='module')
+def mean_files(tmp_path_factory):
+  """One BGR mean image in each format read: Caffe's imagenet_mean.binaryproto (legacy
+  1x3x256x256 and with a BlobShape), ilsvrc_2012_mean.npy's float64 (3, 256, 256), and an
+  (S, S, 3) .npy; and files that are not a mean."""
+  folder = tmp_path_factory.mktemp('means')
+  mean = np.random.default_rng(5).uniform(0, 255, (3, 256, 256)).astype(np.float32)
+  (folder / 'imagenet_mean.binaryproto').write_bytes(ref.blob_bytes(mean[None], legacy=True))
+  (folder / 'shape.binaryproto').write_bytes(ref.blob_bytes(mean[None]))
+  np.save(folder / 'ilsvrc_2012_mean.npy', mean.astype(np.float64))
+  np.save(folder / 'hwc.npy', mean.transpose(1, 2, 0))
+  np.save(folder / 'small.npy', mean[:, :200, :200])
+  (folder / 'notes.binaryproto').write_text('mean: 104, 117, 123\n')
+  raw = (folder / 'imagenet_mean.binaryproto').read_bytes()
+  (folder / 'truncated.binaryproto').write_bytes(raw[:len(raw) // 2])
+  return mean, folder
+
+
+@pytest.mark.parametrize('name', ['imagenet_mean.binaryproto', 'shape.binaryproto',
+                                  'ilsvrc_2012_mean.npy', 'hwc.npy'])
+def test_each_mean_format_reads_as_caffes_mean(mean_files, name):
+  mean, folder = mean_files
+  got = pretrained.read_mean(str(folder / name))
+  assert got.dtype == np.float32
+  np.testing.assert_array_equal(got, mean)
+
+
+@pytest.mark.parametrize('name', ['small.npy', 'notes.binaryproto', 'truncated.binaryproto'])
+def test_a_file_that_is_not_a_mean_names_the_formats_read(mean_files, name):
+  _, folder = mean_files
+  with pytest.raises(pretrained.PretrainedError) as info:
+    pretrained.read_mean(str(folder / name))
+  message = str(info.value)
+  assert name in message and '\n' not in message and 'Download it again' not in message
+  assert '.binaryproto' in message and 'ilsvrc_2012_mean.npy' in message
+
+
+def test_the_published_file_gets_no_warning(files, monkeypatch):
+  assert files['v2'] in pretrained.sha1_warning(files['v2'])
+  digest = hashlib.sha1(open(files['v2'], 'rb').read()).hexdigest()
+  monkeypatch.setattr(pretrained, 'BVLC_SHA1', digest)
+  assert pretrained.sha1_warning(files['v2']) is None
 
 
 def test_npz_round_trip(tmp_path, workdir, weights):

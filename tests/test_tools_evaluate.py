@@ -41,7 +41,9 @@ def test_program_reproduces_the_final_evaluation_and_writes_only_its_file(tiny_r
   assert set(after) - set(before) == {written}
   assert {k: after[k] for k in before} == before
   with open(os.path.join(tiny_run.workdir, written)) as f:
-    results = json.load(f)['results']
+    evaluation = json.load(f)
+  results = evaluation['results']
+  assert evaluation['protocol']['input.resize'] == 'shorter_side'  # the protocol measured
   with open(os.path.join(tiny_run.workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f]
   final = {k: v for row in rows if row['step'] == tiny_run.step for k, v in row.items()}

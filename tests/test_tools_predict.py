@@ -99,6 +99,19 @@ def test_program_prints_five_classes_per_file(tiny_run, photos):
     assert line.split(None, 1)[1].startswith(name) and line.split()[0] == f'{p:.2%}'
 
 
+def test_program_prints_wnids_and_distinct_names_of_a_converted_network(bvlc_run, photos):
+  """A converted ImageNet network: probability, wnid, readable name, index on each line."""
+  out = run_program(f'--workdir={bvlc_run.workdir}', photos['wide.png'])
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.strip().splitlines()
+  assert lines[0] == photos['wide.png'] and len(lines) == 6
+  predictions = inference.predict_files(bvlc_run, [photos['wide.png']])[0]
+  for line, label, wnid, name in zip(lines[1:], predictions.labels, predictions.wnids,
+                                     predictions.names):
+    assert line.split(None, 1)[1] == f'{wnid}  {name} ({label})'
+    assert wnid == bvlc_run.wnids[label] and name == bvlc_run.class_names[label]
+
+
 def test_a_file_that_is_not_an_image(tiny_run, photos):
   with pytest.raises(errors.DataError, match='notes.jpg is not an image'):
     inference.predict_files(tiny_run, [photos['gray.jpg'], photos['notes.jpg']])

@@ -112,15 +112,18 @@ def test_loss_decreases(data_dir, tmp_path):
   assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.1
 
 
-def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path):
+@pytest.mark.parametrize('storage', ['jpeg', pytest.param('raw', marks=pytest.mark.slow)])
+def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path, storage):
   """SIGKILL after the step-6 checkpoint, rerun the same command: same parameters as never
-  stopping."""
+  stopping. With input.storage='raw' (the same images, decoded once) too: the same
+  parameters as the uninterrupted run on JPEGs."""
   workdir = str(tmp_path)
-  proc = run_main(workdir, small_flags(data_dir), wait=False)
+  flags = small_flags(data_dir, **{'input.storage': storage})
+  proc = run_main(workdir, flags, wait=False)
   wait_for_checkpoint(workdir, 6, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait(timeout=30)
-  done = run_main(workdir, small_flags(data_dir))
+  done = run_main(workdir, flags)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   # The second run really resumed, from a step the killed run had reached and saved, and
   # had steps left to run.
@@ -140,7 +143,9 @@ def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path):
 
 
 def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
-  """Saved, exit status 3 (not 0: it did not finish) and a last line that says so."""
+  """Saved, exit status 3 (not 0: it did not finish) and a last line that says so; the same
+  command with a lower learning rate then resumes and finishes, the new rate applied after
+  the plateau drops already made."""
   workdir = str(tmp_path)
   proc = run_main(workdir, small_flags(data_dir, num_train_steps=100000), wait=False)
   wait_for_checkpoint(workdir, 3, proc)
@@ -154,6 +159,17 @@ def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   assert out.strip().splitlines()[-1].endswith(
       f'Stopped at step {last} by SIGTERM; rerun the same command to resume.')
   assert max(r['step'] for r in read_metrics(workdir)) == last
+
+  # The user's next command: the same one with a lower learning rate, to the end.
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
+                             item_handlers=ocp.StandardCheckpointHandler()) as manager:
+    drops = int(manager.restore(last, args=ocp.args.StandardRestore())['plateau']['drops'])
+  flags = small_flags(data_dir, num_train_steps=last + 2, learning_rate=0.004)
+  done = run_main(workdir, flags)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  rates = {r['step']: r['learning_rate'] for r in read_metrics(workdir) if 'learning_rate' in r}
+  assert np.isclose(rates[last + 1], 0.004 * 0.1 ** drops, rtol=1e-6)
+  assert os.path.exists(os.path.join(workdir, f'config_from_step_{last}.json'))
 
 
 def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted, tmp_path):

@@ -13,7 +13,7 @@ elsewhere the test is skipped, naming the difference.
 
 To record the values again (only on code whose numbers are known to be right):
 
-  python tests/test_golden.py
+  python tests/test_train_golden.py
 """
 
 import json
@@ -111,7 +111,7 @@ def record() -> None:
   GOLDEN.write_text(json.dumps({
       'note': ('metrics.jsonl rows (images_per_sec left out) of train.train_and_evaluate on '
                'experiments/demo.py with the overrides below and a fresh data_dir, recorded '
-               'by `python tests/test_golden.py` on a 2-core CPU machine. Floats are exact '
+               'by `python tests/test_train_golden.py` on a 2-core CPU machine. Floats are exact '
                '(shortest repr, which round-trips).'),
       'commit': commit, 'environment': environment(), 'overrides': GOLDEN_OVERRIDES,
       'rows': rows}, indent=1) + '\n')

@@ -13,9 +13,11 @@ fully connected layer to the classes. `train` runs plain SGD with momentum 0.9
 (no weight decay, no dropout, no augmentation) and returns the training error
 of each epoch (the fraction of that epoch's minibatch examples misclassified
 while training, as Figure 1 plots); `sweep` picks each activation's fastest
-learning rate; `epochs_to_reach` and `speedup` turn the curves into the
-figure's number; `load_training_set` reads CIFAR-10 or the embedded stand-in
-through `alexnet_jax.data`.
+learning rate (`SweepResult.edge` says when that rate is the grid's lowest
+or highest, so a faster one may lie outside it); `epochs_to_reach` and
+`speedup` turn the curves into the figure's number; `load_training_set` reads
+CIFAR-10 or the embedded stand-in (the hard 'shapes' set at 32x32) through
+`alexnet_jax.data`.
 """
 
 import dataclasses
@@ -75,7 +77,9 @@ def train(activation: str, learning_rate: float, images: np.ndarray, labels: np.
   images: float32 (N, S, S, 3) mean-subtracted; labels: int (N,). Each epoch
   visits the examples in a fresh random order; the error of an epoch is over
   the examples its full batches saw, each classified before its update.
+  batch_size: at most N.
   """
+  batch_size = min(batch_size, len(images))
   model = FourLayerNet(num_classes=num_classes, activation=activation)
   params = model.init(jax.random.key(seed), jnp.asarray(images[:1]))['params']
   tx = optax.sgd(learning_rate, momentum=0.9)
@@ -124,20 +128,19 @@ def speedup(relu_curve: list[float], tanh_curve: list[float], threshold: float) 
   return None if relu is None or tanh is None else tanh / relu
 
 
-def reachable_threshold(relu_curve: list[float], tanh_curve: list[float],
-                        preferred: float = PAPER_THRESHOLD) -> float:
-  """`preferred` when both curves reach it, else the lowest error both reach (the higher of
-  the two minima, rounded up to a whole percent)."""
-  both = max(min(relu_curve), min(tanh_curve))
-  return preferred if both <= preferred else float(np.ceil(both * 100.0) / 100.0)
-
-
 @dataclasses.dataclass(frozen=True)
 class SweepResult:
   """One activation's learning-rate sweep: each rate's curve and the fastest rate."""
   activation: str
   curves: dict[float, list[float]]
   best_rate: float
+
+  @property
+  def edge(self) -> str | None:
+    """'lowest' or 'highest' when the best rate is that end of the grid, else None."""
+    if self.best_rate == min(self.curves):
+      return 'lowest'
+    return 'highest' if self.best_rate == max(self.curves) else None
 
 
 def sweep(activation: str, rates: list[float], images: np.ndarray, labels: np.ndarray, *,
@@ -182,15 +185,19 @@ def read_curve(path: str) -> list[float]:
 def load_training_set(dataset: str, data_dir: str, image_size: int = 32,
                       shapes_examples: int = 5000) -> tuple[np.ndarray, np.ndarray, int]:
   """(images, labels, classes) of the training split of 'cifar10' (TFDS, downloads once) or
-  'shapes' (the offline stand-in, rendered at `image_size`).
+  'shapes' (the offline stand-in: the hard set, 16 shapes in any colour, rendered at
+  `image_size`).
 
   images: float32 (N, S, S, 3), pixels minus the mean image, / PIXEL_SCALE; labels: int32 (N,).
-  No augmentation (Figure 1: no regularization).
+  CIFAR-10's 32x32 images are kept as raw pixels (input.storage='raw'), so its prepared
+  copy is lossless. No augmentation (Figure 1: no regularization).
   """
   input_config = config_lib.base_config().input
   input_config.image_size = input_config.crop_size = image_size
-  input_config.jpeg_quality = 100  # the prepared copy of CIFAR-10 stays near-lossless
+  input_config.storage = 'raw'
   input_config.shapes.train_examples = shapes_examples
+  input_config.shapes.eval_examples = 1  # Figure 1 plots training error only
+  input_config.shapes.difficulty = 'hard'
   info = data.get_dataset_info(dataset, data_dir, input_config)
   images, labels = [], []
   for batch in data.eval_iterator(info, input_config, batch_size=1000, split='train'):

@@ -5,51 +5,24 @@ JPEG, cast), so the mean image and the RGB covariance are in the paper's pixel
 units. Shapes: an image is (S, S, 3) with S the stored side (256 for
 ImageNet), a crop is (C, C, 3) with C the crop side (224).
 
-Randomness is stateless: every random choice of one example is drawn from a
-key derived from (seed, epoch, k) by `example_key`, with the Philox algorithm
-pinned so that the stream is the same on every machine and TensorFlow build.
+In training the host only draws (crop offsets, reflection, lighting alphas:
+draws.py) and cuts the uint8 crop; the arithmetic (mean image, reflection,
+lighting, float conversion) runs inside the training step on the accelerator
+(alexnet_jax/steps.py), from `lighting_scale` and the statistics.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from alexnet_jax import errors
 
-PHILOX = 'philox'
 LIGHTING_CONVENTIONS = ('paper', 'cuda_convnet2')
+# input.resize: how an image of any size becomes the stored S x S image.
+RESIZES = ('shorter_side', 'warp')
 
 
-def example_key(seed, epoch, k) -> tf.Tensor:
-  """The int64 (2,) stateless key of the k-th example of epoch `epoch`."""
-  key = tf.stack([tf.cast(seed, tf.int64), tf.constant(0x5EED, tf.int64)])
-  key = tf.random.experimental.stateless_fold_in(key, tf.cast(epoch, tf.int64), alg=PHILOX)
-  return tf.random.experimental.stateless_fold_in(key, tf.cast(k, tf.int64), alg=PHILOX)
-
-
-def sub_key(key, i: int) -> tf.Tensor:
-  """The key of the i-th random choice made with `key`."""
-  return tf.random.experimental.stateless_fold_in(key, i, alg=PHILOX)
-
-
-def random_crop_params(key, image_size: int, crop_size: int):
-  """(offset_y, offset_x, flip) of one example.
-
-  Offsets are int32, uniform over 0..image_size-crop_size inclusive (section
-  4.1: "random 224x224 patches (and their horizontal reflections) from the
-  256x256 images"); flip is a bool, True with probability 1/2.
-  """
-  off = tf.random.stateless_uniform([2], seed=sub_key(key, 0), minval=0,
-                                    maxval=image_size - crop_size + 1, dtype=tf.int32, alg=PHILOX)
-  flip = tf.random.stateless_uniform([], seed=sub_key(key, 1), alg=PHILOX) < 0.5
-  return off[0], off[1], flip
-
-
-def lighting_alpha(key, std: float) -> tf.Tensor:
-  """alpha (3,) float32 ~ N(0, std), drawn once per image and use (section 4.1)."""
-  return tf.random.stateless_normal([3], seed=sub_key(key, 2), stddev=std, alg=PHILOX)
-
-
-def lighting_scale(eigvals, convention: str) -> tf.Tensor:
-  """The per-component scale s_i, with delta = eigvecs @ (alpha * s) in pixel units.
+def lighting_scale(eigvals, convention: str) -> np.ndarray:
+  """The per-component scale s_i (float32 (3,)), with delta = eigvecs @ (alpha * s) in pixel units.
 
   Args:
     eigvals: the eigenvalues L_i of the 0..255 RGB covariance (what `stats` stores).
@@ -61,25 +34,19 @@ def lighting_scale(eigvals, convention: str) -> tf.Tensor:
       'cuda_convnet2': the authors' later code, a_i * sqrt(L_i): the standard
       deviation along each component, independent of the pixel scale.
 
+  The training step adds delta to every pixel on the device (section 4.1; the
+  host draws alpha, `draws.lighting_alpha`).
+
   Raises:
     errors.ConfigError: an unknown convention.
   """
-  eigvals = tf.convert_to_tensor(eigvals, tf.float32)
+  eigvals = np.asarray(eigvals, np.float32)
   if convention == 'paper':
-    return eigvals / 255.0
+    return eigvals / np.float32(255.0)
   if convention == 'cuda_convnet2':
-    return tf.sqrt(tf.maximum(eigvals, 0.0))
+    return np.sqrt(np.maximum(eigvals, np.float32(0.0)))
   raise errors.ConfigError(f'Unknown input.lighting_convention {convention!r}; use '
                            f'{" or ".join(repr(c) for c in LIGHTING_CONVENTIONS)}.')
-
-
-def lighting_delta(alpha, eigvecs, scale) -> tf.Tensor:
-  """The RGB offset(s) to add to every pixel: (..., 3) = eigvecs @ (alpha * scale).
-
-  eigvecs: (3, 3), columns are the principal components p_i.
-  """
-  eigvecs = tf.convert_to_tensor(eigvecs, tf.float32)
-  return tf.linalg.matvec(eigvecs, alpha * scale)
 
 
 def ten_crop(image, crop_size: int) -> tf.Tensor:
@@ -120,3 +87,35 @@ def resize_short_side_center_crop(image, size: int) -> tf.Tensor:
   out = resized[y:y + size, x:x + size]
   out = tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
   return tf.ensure_shape(out, [size, size, 3])
+
+
+def warp(image, size: int) -> tf.Tensor:
+  """BVLC's preprocessing: the whole image to size x size, its aspect ratio not kept.
+
+  image: uint8 (H, W, 3) -> uint8 (size, size, 3). Caffe's convert_imageset
+  (examples/imagenet/create_imagenet.sh with RESIZE=true) calls
+  cv::resize(img, out, cv::Size(256, 256)) (BVLC/caffe src/caffe/util/io.cpp,
+  line 84), OpenCV's INTER_LINEAR: output pixel x reads the input at
+  (x + 0.5) * W / size - 0.5, the two neighbours weighted linearly, indices
+  clamped at the borders, no antialiasing. tf.image.resize's bilinear without
+  antialiasing uses the same sample positions; rounded to the nearest integer
+  (OpenCV's 11-bit fixed-point weights differ by at most one level).
+  """
+  out = tf.image.resize(image, [size, size], method='bilinear', antialias=False)
+  out = tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+  return tf.ensure_shape(out, [size, size, 3])
+
+
+def stored_image(image, size: int, resize: str) -> tf.Tensor:
+  """uint8 (H, W, 3) -> the stored uint8 (size, size, 3) image, as input.resize says:
+  'shorter_side' (`resize_short_side_center_crop`, section 2) or 'warp' (`warp`, BVLC's).
+
+  Raises:
+    errors.ConfigError: an unknown `resize`.
+  """
+  if resize == 'shorter_side':
+    return resize_short_side_center_crop(image, size)
+  if resize == 'warp':
+    return warp(image, size)
+  raise errors.ConfigError(f'Unknown input.resize {resize!r}; use '
+                           f'{" or ".join(repr(r) for r in RESIZES)}.')

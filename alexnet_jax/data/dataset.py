@@ -6,6 +6,7 @@ to it says from what).
 """
 
 from collections.abc import Iterator
+import dataclasses
 import math
 import re
 from typing import Any
@@ -55,12 +56,12 @@ def _none_or_path(value: Any) -> bool:
   return value is None or (isinstance(value, str) and value != '')
 
 
-def _shapes_classes(value: Any) -> bool:
+def _shapes_classes(value: Any, num_classes: int) -> bool:
   """None, or at least two distinct class indices of the embedded dataset."""
   if value is None:
     return True
   return (isinstance(value, (list, tuple)) and len(value) >= 2 and len(set(value)) == len(value)
-          and all(_is_int(c) and 0 <= c < synthetic.NUM_CLASSES for c in value))
+          and all(_is_int(c) and 0 <= c < num_classes for c in value))
 
 
 def check_input_config(dataset: str, input_config: ml_collections.ConfigDict) -> None:
@@ -84,6 +85,8 @@ def check_input_config(dataset: str, input_config: ml_collections.ConfigDict) ->
 
   size = check('image_size', _positive, 'must be a positive integer')
   crop = check('crop_size', _positive, 'must be a positive integer')
+  check('resize', lambda v: v in augment.RESIZES,
+        f'must be one of {", ".join(repr(r) for r in augment.RESIZES)}')
   if _positive(size) and _positive(crop) and crop > size:
     problems.append(f'input.crop_size={crop} is larger than input.image_size={size}')
   check('lighting_std', lambda v: _is_number(v) and math.isfinite(v) and v >= 0,
@@ -101,15 +104,25 @@ def check_input_config(dataset: str, input_config: ml_collections.ConfigDict) ->
   for name in ('stats_dir', 'prepared_dir', 'synset_words', 'mean_file'):
     check(name, _none_or_path, 'must be None (the default) or a path')
   check('jpeg_quality', lambda v: _is_int(v) and 1 <= v <= 100, 'must be an integer in 1..100')
+  storage = check('storage', lambda v: v in prepare.STORAGES,
+                  f'must be one of {", ".join(repr(s) for s in prepare.STORAGES)}')
   check('shapes.train_examples', _positive, 'must be a positive integer')
   check('shapes.eval_examples', _positive, 'must be a positive integer')
   check('shapes.seed', lambda v: _is_int(v) and v >= 0, 'must be an integer >= 0')
-  check('shapes.classes', _shapes_classes,
-        f'must be None (all {synthetic.NUM_CLASSES} classes) or distinct class indices '
-        f'in 0..{synthetic.NUM_CLASSES - 1}, at least two')
+  difficulty = check('shapes.difficulty', lambda v: v in synthetic.DIFFICULTIES,
+                     f'must be one of {", ".join(repr(d) for d in synthetic.DIFFICULTIES)}')
+  classes = synthetic.DIFFICULTIES.get(difficulty, synthetic.DIFFICULTIES['easy']).num_classes
+  check('shapes.classes', lambda v: _shapes_classes(v, classes),
+        f'must be None (all {classes} classes) or distinct class indices '
+        f'in 0..{classes - 1}, at least two')
   check('imagenette.variant', lambda v: isinstance(v, str) and v != '',
         "must name a TFDS imagenette config ('full-size-v2', '320px-v2', ...)")
-  check('folder.prepare', lambda v: isinstance(v, bool), 'must be True or False')
+  folder_prepare = check('folder.prepare', lambda v: isinstance(v, bool),
+                         'must be True or False')
+  if dataset == 'folder' and storage == 'raw' and folder_prepare is False:
+    problems.append("input.storage='raw' describes a prepared copy, but "
+                    'input.folder.prepare=False decodes the originals each time; set one or '
+                    'the other')
   if problems:
     raise errors.ConfigError('; '.join(problems) + '.')
 
@@ -174,14 +187,19 @@ def train_iterator(info: sources.DatasetInfo, input_config: ml_collections.Confi
 
   A generator: `close()` it when done to stop the pipeline's threads at once.
 
-  Batch s is a pure function of (seed, s): {'image': float32 (B/P, C, C, 3),
-  'label': int32 (B/P,)}, this process's rows of the global batch B (P =
-  process_count). Pixels: 0..255 minus the mean image, plus PCA lighting.
+  Batch s is a pure function of (seed, s), this process's rows b = B/P of the
+  global batch B (P = process_count): {'image': uint8 (b, C, C, 3), the
+  random crop; 'label': int32 (b,); 'offset': int32 (b, 2), the crop's (y, x)
+  in the S x S image; 'flip': bool (b,); 'alpha': float32 (b, 3), the
+  lighting draws}. The training step makes the network's input from it on the
+  accelerator (`alexnet_jax.steps.make_train_step` with `train_transform`):
+  float32 0..255 minus the mean image, reflected where 'flip', plus PCA
+  lighting (sections 2 and 4.1).
 
   Args:
     info: from `get_dataset_info`.
     input_config: the config's `input` fields (crop_size, lighting_std,
-      lighting_convention, num_threads).
+      num_threads).
     batch_size: B, global (over all processes).
     seed: the seed of the order and the augmentation (config.seed).
     start_step: the first batch s (resuming at a step yields what the run had from there).
@@ -190,6 +208,44 @@ def train_iterator(info: sources.DatasetInfo, input_config: ml_collections.Confi
   return _numpy_batches(pipeline.train_dataset(
       info, input_config, batch_size=batch_size, seed=seed, start_step=start_step,
       process_index=process_index, process_count=process_count))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainTransform:
+  """The constants of the training step's part of the input transformation.
+
+  `alexnet_jax.steps.make_train_step` reads these fields (steps does not
+  import this package): with a batch of `train_iterator` the network's input
+  is (float32(image) - mean_image[window]), reflected where flip, plus
+  eigvecs @ (alpha * lighting_scale) at every pixel (sections 2 and 4.1),
+  channels reversed when bgr.
+
+  Attributes:
+    mean_image: float32 (S, S, 3), RGB, 0..255 units (`input_mean`).
+    eigvecs: float32 (3, 3), the RGB principal components as columns.
+    lighting_scale: float32 (3,) (`augment.lighting_scale`: input.lighting_convention).
+    bgr: input.channel_order == 'bgr'.
+  """
+  mean_image: np.ndarray = dataclasses.field(repr=False)
+  eigvecs: np.ndarray
+  lighting_scale: np.ndarray
+  bgr: bool
+
+
+def train_transform(info: sources.DatasetInfo,
+                    input_config: ml_collections.ConfigDict) -> TrainTransform:
+  """The `TrainTransform` of `info`'s statistics and the config's input fields (mean,
+  mean_file, mean_bgr, lighting_convention, channel_order).
+
+  Raises:
+    errors.ConfigError: an unknown lighting convention.
+    errors.DataError: input.mean_file cannot be used.
+  """
+  return TrainTransform(
+      mean_image=np.asarray(pipeline.input_mean(input_config, info.stats), np.float32),
+      eigvecs=np.asarray(info.stats.eigvecs, np.float32),
+      lighting_scale=augment.lighting_scale(info.stats.eigvals, input_config.lighting_convention),
+      bgr=input_config.channel_order == 'bgr')
 
 
 def eval_iterator(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
@@ -225,8 +281,9 @@ def image_views(path: str, mean: np.ndarray, input_config: ml_collections.Config
   """The test-time input of one image file, as `eval_iterator` makes it from the dataset.
 
   Any file TensorFlow decodes (JPEG, PNG, GIF, BMP; grayscale and CMYK become
-  RGB), any size: section 2's shorter side to S (input.image_size) and central
-  S x S crop, minus `mean` (float32 (S, S, 3) RGB, from `input_mean`), then the
+  RGB), any size: to the S x S image as input.resize says (section 2's shorter
+  side to S and central S x S, or BVLC's warp; S = input.image_size), minus
+  `mean` (float32 (S, S, 3) RGB, from `input_mean`), then the
   center crop float32 (C, C, 3) or the ten views (10, C, C, 3), in the
   network's channel order.
 
@@ -242,7 +299,7 @@ def image_views(path: str, mean: np.ndarray, input_config: ml_collections.Config
     why = re.sub(r'\{\{.*?\}\}\s*|\s*\[Op:\w+\]', '', why)  # TensorFlow's op decorations
     raise errors.DataError(f'{path} is not an image this program can read ({why}); give JPEG, '
                            'PNG, GIF or BMP files.') from None
-  image = augment.resize_short_side_center_crop(image, input_config.image_size)
+  image = augment.stored_image(image, input_config.image_size, input_config.resize)
   return pipeline.eval_views(image, tf.constant(mean, tf.float32), input_config, ten_crop).numpy()
 
 

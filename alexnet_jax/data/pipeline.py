@@ -1,25 +1,32 @@
 """tf.data train and eval datasets with the paper's preprocessing.
 
-Training (sections 2 and 4.1), per example: subtract the mean image, take a
-random C x C crop and a random horizontal reflection, add PCA lighting. The
-crop is applied to the mean image at the same offset, so this equals "subtract
-the mean from the S x S image, then crop"; with S x S JPEG records only the
-crop window is decoded (`tf.io.decode_and_crop_jpeg`).
+Training (sections 2 and 4.1), per example: a random C x C crop, a random
+horizontal reflection, the mean image subtracted, PCA lighting added. The
+host does the part that needs the image file: it draws the crop offsets, the
+reflection and the lighting alphas, and cuts the uint8 crop (with S x S JPEG
+records only the crop window is decoded, `tf.io.decode_and_crop_jpeg`; raw
+records are sliced). The training step does the arithmetic on the
+accelerator (alexnet_jax/steps.py): the float conversion, minus the mean
+image cropped at the same offset (which equals "subtract the mean from the
+S x S image, then crop"), the reflection, the lighting; so the host ships a
+quarter of the bytes float32 would take, and does a fraction of the work.
 
 Determinism. Global position p = s * B + i (batch s, row i, global batch B),
 epoch e = p // N, index in epoch k = p % N; the example is perm_e[k] with
 perm_e a seeded (seed, e) shuffle of range(N), and its crop, flip and alpha
-come from the stateless key (seed, e, k) (`augment.example_key`). So batch s
-is a pure function of (seed, s): `start_step` resumes exactly, and epochs
-follow one another without a gap or a partial batch.
+come from the stateless key (seed, e, k) (draws.py). So batch s is a pure
+function of (seed, s): `start_step` resumes exactly, and epochs follow one
+another without a gap or a partial batch. The draws are made for
+`DRAW_BATCHES` batches at a time, before any record is read.
 
 Several processes: the index stream is cut into global batches before any
 reading or decoding, and process j keeps rows [j*B/P, (j+1)*B/P); the P
 processes together yield exactly the global batch one process would, and each
 reads only its own examples (random access, see sources.py).
 
-Output: dicts of tensors, images float32 in 0..255 units minus the mean image
-(so roughly -128..128), labels int32.
+Output: dicts of tensors. Training: the uint8 crops and the draws
+(`train_dataset`). Evaluation: images float32 in 0..255 units minus the mean
+image (so roughly -128..128). Labels int32.
 """
 
 from collections.abc import Callable
@@ -31,6 +38,7 @@ import tensorflow as tf
 
 from alexnet_jax import errors
 from alexnet_jax.data import augment
+from alexnet_jax.data import draws
 from alexnet_jax.data import sources
 from alexnet_jax.data import stats as stats_lib
 
@@ -42,6 +50,9 @@ except RuntimeError:  # already initialised; harmless
 
 # Batches an iterator prepares ahead of the step that consumes them.
 PREFETCH_BATCHES = 2
+# Batches whose draws one call of draws.batch_draws makes: NumPy's cost per call
+# (some 500 small array operations) is then spread over this many batches' examples.
+DRAW_BATCHES = 16
 _MAX_EPOCHS = 1 << 40
 SPLITS = ('train', 'validation')
 MEANS = ('dataset', 'caffe')
@@ -52,7 +63,7 @@ def epoch_permutation(seed: int, epoch, n: int) -> tf.Tensor:
   """The int64 (n,) order of epoch `epoch`: a (seed, epoch)-seeded shuffle."""
   seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
   return tf.random.experimental.stateless_shuffle(
-      tf.range(n, dtype=tf.int64), seed=seed_pair, alg=augment.PHILOX)
+      tf.range(n, dtype=tf.int64), seed=seed_pair, alg='philox')
 
 
 def _threads(input_config: ml_collections.ConfigDict) -> int:
@@ -90,7 +101,9 @@ def _rows(batch_size: int, process_index: int, process_count: int) -> tuple[int,
 
 def _decode_full(split: sources.Split, image_size: int) -> Callable:
   """fn(record string) -> uint8 (S, S, 3)."""
-  if split.jpeg_side == image_size:
+  if split.side == image_size and split.storage == 'raw':
+    return lambda x: tf.reshape(tf.io.decode_raw(x, tf.uint8), [image_size, image_size, 3])
+  if split.side == image_size:
     def fn(x):
       img = tf.io.decode_jpeg(x, channels=3)
       return tf.ensure_shape(img, [image_size, image_size, 3])
@@ -100,13 +113,13 @@ def _decode_full(split: sources.Split, image_size: int) -> Callable:
     if split.kind == 'files':
       x = tf.io.read_file(x)
     img = tf.io.decode_image(x, channels=3, expand_animations=False)
-    return augment.resize_short_side_center_crop(img, image_size)
+    return augment.stored_image(img, image_size, split.resize)
   return fn
 
 
 def _decode_crop(split: sources.Split, image_size: int, crop: int) -> Callable:
   """fn(record, oy, ox) -> uint8 (C, C, 3) window of the S x S image."""
-  if split.jpeg_side == image_size:
+  if split.side == image_size and split.storage == 'jpeg':
     # libjpeg upsamples the chroma at the border of a decoded window from
     # fewer neighbours (errors up to ~30 levels in the first column); a
     # 2-pixel margin makes the window's interior bit-identical to a full
@@ -190,12 +203,20 @@ def eval_views(image: tf.Tensor, mean: tf.Tensor, input_config: ml_collections.C
 def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.ConfigDict, *,
                   batch_size: int, seed: int, start_step: int = 0, process_index: int = 0,
                   process_count: int = 1) -> tf.data.Dataset:
-  """The infinite training dataset (see the module docstring).
+  """The infinite training dataset: the host's part of the training transformation.
+
+  Elements (b = B/P rows): {'image': uint8 (b, C, C, 3), the crop window of
+  the stored S x S image, not reflected; 'label': int32 (b,); 'offset': int32
+  (b, 2), the window's top-left corner (y, x) in the S x S image; 'flip':
+  bool (b,), reflect horizontally; 'alpha': float32 (b, 3), the lighting
+  draws (zeros when input.lighting_std is 0)}. The training step turns them
+  into the network's input (`alexnet_jax.steps`, with `train_transform`'s
+  constants). See the module docstring for the order and the draws.
 
   Args:
     info: the `DatasetInfo` of the data.
     input_config: the config's `input` fields (crop_size, lighting_std,
-      lighting_convention, num_threads).
+      num_threads).
     batch_size: B, global (over all processes).
     seed: the seed of the order and of the augmentation.
     start_step: the first batch s.
@@ -207,9 +228,6 @@ def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.Config
   s_img = info.image_size
   crop = _crop_size(info, input_config)
   std = float(input_config.lighting_std)
-  scale = augment.lighting_scale(info.stats.eigvals, input_config.lighting_convention)
-  eigvecs = tf.constant(info.stats.eigvecs, tf.float32)
-  mean = tf.constant(input_mean(input_config, info.stats), tf.float32)
   seed = int(seed)
   batch = int(batch_size)
   b, row0 = _rows(batch, process_index, process_count)
@@ -228,31 +246,35 @@ def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.Config
 
   ds = tf.data.Dataset.range(e0, _MAX_EPOCHS).flat_map(epoch)
   ds = ds.batch(batch, drop_remainder=True)  # the global batch
-  # This process's rows, read in one call (cheap: before any decoding).
-  ds = ds.map(lambda e, k, i: (e[row0:row0 + b], k[row0:row0 + b], read(i[row0:row0 + b]),
-                               tf.gather(labels, i[row0:row0 + b])))
+  # This process's rows (cheap: before any reading or decoding).
+  ds = ds.map(lambda e, k, i: (e[row0:row0 + b], k[row0:row0 + b], i[row0:row0 + b]))
+
+  def draw(e, k, i):  # (DRAW_BATCHES, b) each; section 4.1's draws, all at once
+    def fn(e, k):
+      offset, flip, alpha_key, alpha_counter = draws.batch_draws(seed, e.ravel(), k.ravel(),
+                                                                 s_img, crop)
+      shape = e.shape
+      return (offset.reshape(*shape, 2), flip.reshape(shape),
+              alpha_key.reshape(*shape, 1), alpha_counter.reshape(*shape, 2))
+    out = tf.numpy_function(fn, [e, k], [tf.int32, tf.bool, tf.uint64, tf.uint64],
+                            stateful=False)
+    shapes = ([DRAW_BATCHES, b, 2], [DRAW_BATCHES, b], [DRAW_BATCHES, b, 1],
+              [DRAW_BATCHES, b, 2])
+    return (i, *(tf.ensure_shape(t, s) for t, s in zip(out, shapes)))
+
+  ds = ds.batch(DRAW_BATCHES).map(draw).unbatch()
+  # The records of a batch's rows, read in one call.
+  ds = ds.map(lambda i, *drawn: (read(i), tf.gather(labels, i), *drawn))
   ds = ds.unbatch()
 
-  def one(e, k, record, label):
-    key = augment.example_key(seed, e, k)
-    oy, ox, flip = augment.random_crop_params(key, s_img, crop)
-    img = tf.cast(decode_crop(record, oy, ox), tf.float32)
-    img = img - mean[oy:oy + crop, ox:ox + crop]  # section 2: the mean image
-    img = tf.cond(flip, lambda: tf.reverse(img, [1]), lambda: img)
-    alpha = augment.lighting_alpha(key, std) if std > 0 else tf.zeros([3])
-    return img, alpha, label
+  def one(record, label, offset, flip, alpha_key, alpha_counter):
+    alpha = draws.lighting_alpha(alpha_key, alpha_counter, std) if std > 0 else tf.zeros([3])
+    return {'image': decode_crop(record, offset[0], offset[1]), 'label': label,
+            'offset': offset, 'flip': flip, 'alpha': alpha}
 
   threads = _threads(input_config)
   ds = ds.map(one, num_parallel_calls=threads, deterministic=True)
   ds = ds.batch(b, drop_remainder=True)
-
-  def lighting(img, alpha, label):
-    if std > 0:  # section 4.1: the same RGB offset added to every pixel
-      delta = augment.lighting_delta(alpha, eigvecs, scale)  # (b, 3)
-      img = img + delta[:, None, None, :]
-    return {'image': to_network_order(img, input_config), 'label': label}
-
-  ds = ds.map(lighting, num_parallel_calls=threads, deterministic=True)
   ds = ds.prefetch(PREFETCH_BATCHES)
   return ds.with_options(_options(threads))
 

@@ -17,8 +17,10 @@ only its own rows. Five datasets (`DATASETS`):
   via an optional `<wnid> <words>` file; prepared likewise, or decoded and
   resized on the fly with `input.folder.prepare=False`.
 
-Records of a prepared split are JPEGs of exactly S x S (`Split.jpeg_side`),
-which lets the training pipeline decode only the crop window.
+Records of a prepared split are S x S images (`Split.side`) stored as JPEGs
+(`input.storage='jpeg'`: the training pipeline decodes only the crop window)
+or as raw uint8 pixels (`'raw'`: it cuts the crop window without decoding;
+about 15x the disk, see `disk_budget`).
 """
 
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from collections.abc import Iterator
 import concurrent.futures
 import dataclasses
 import os
+import shutil
 
 from absl import logging
 from array_record.python import array_record_data_source
@@ -57,14 +60,20 @@ class Split:
     kind: 'memory' (payload: the encoded images), 'files' (payload: file paths)
       or 'array_record' (payload: shard paths).
     payload: see kind.
-    jpeg_side: S when every record is a JPEG of exactly S x S, else None (the
-      pipeline then decodes any format and resizes: section 2).
+    side: S when every record is an S x S image stored as `storage` says, else
+      None (the records are image files of any format and size, which the
+      pipeline decodes and resizes: section 2).
+    storage: with `side`, 'jpeg' (a record is a JPEG) or 'raw' (a record is
+      the S * S * 3 uint8 pixels, row-major RGB: `prepare.encode`).
+    resize: without `side`, how the pipeline makes an image S x S (input.resize).
   """
   num_examples: int
   labels: np.ndarray
   kind: str
   payload: list
-  jpeg_side: int | None
+  side: int | None
+  storage: str = 'jpeg'
+  resize: str = 'shorter_side'
 
   def batch_reader(self) -> Callable[[tf.Tensor], tf.Tensor]:
     """fn(idx int64 (n,)) -> string (n,): the encoded images, or their paths for kind 'files'."""
@@ -128,7 +137,8 @@ def _shapes(input_config: ml_collections.ConfigDict, data_dir: str) -> Source:
   s = input_config.image_size
   options = input_config.shapes
   cfg = synthetic.shapes_config(image_size=s, num_train=options.train_examples,
-                                num_validation=options.eval_examples, seed=options.seed)
+                                num_validation=options.eval_examples, seed=options.seed,
+                                difficulty=options.difficulty)
   os.makedirs(data_dir, exist_ok=True)
   known = {c.name for c in synthetic.AlexnetShapes.BUILDER_CONFIGS}
   builder = synthetic.AlexnetShapes(data_dir=data_dir,
@@ -145,17 +155,20 @@ def _shapes(input_config: ml_collections.ConfigDict, data_dir: str) -> Source:
     for ex in ds.batch(1024).as_numpy_iterator():
       images.extend(ex['image'])
       labels.append(ex['label'])
+    if input_config.storage == 'raw':  # the generated JPEGs, decoded once, held in memory
+      images = [prepare_lib.encode(tf.io.decode_jpeg(b, channels=3), 'raw') for b in images]
     return Split(len(images), np.concatenate(labels).astype(np.int32), 'memory', images,
-                 jpeg_side=s)
+                 side=s, storage=input_config.storage)
 
   train, validation = read('train'), read('validation')
+  all_names = synthetic.DIFFICULTIES[options.difficulty].class_names
   if options.classes is None:
-    return Source('shapes', synthetic.CLASS_NAMES, train, validation, s, builder.data_dir)
+    return Source('shapes', all_names, train, validation, s, builder.data_dir)
   # A class subset (e.g. pre-training on some classes, fine-tuning on the others): its own
   # statistics folder, labels 0..k-1 in the order of input.shapes.classes.
   classes = [int(c) for c in options.classes]
   location = os.path.join(builder.data_dir, 'classes_' + '-'.join(map(str, classes)))
-  names = tuple(synthetic.CLASS_NAMES[c] for c in classes)
+  names = tuple(all_names[c] for c in classes)
   return Source('shapes', names, _class_subset(train, classes), _class_subset(validation, classes),
                 s, location)
 
@@ -165,7 +178,8 @@ def _class_subset(split: Split, classes: list[int]) -> Split:
   new_label = {c: i for i, c in enumerate(classes)}
   rows = [i for i, label in enumerate(split.labels) if int(label) in new_label]
   labels = np.array([new_label[int(split.labels[i])] for i in rows], np.int32)
-  return Split(len(rows), labels, split.kind, [split.payload[i] for i in rows], split.jpeg_side)
+  return Split(len(rows), labels, split.kind, [split.payload[i] for i in rows], split.side,
+               split.storage)
 
 
 # ---------------------------------------------------------------- prepared
@@ -175,21 +189,37 @@ def _prepared_split(out_dir: str, meta: dict, split: str) -> Split:
   labels = np.load(os.path.join(out_dir, f'{split}_labels.npy'))
   shards = [os.path.join(out_dir, f) for f in info['shards']]
   return Split(int(info['num_examples']), labels.astype(np.int32), 'array_record', shards,
-               jpeg_side=int(meta['image_size']))
+               side=int(meta['image_size']), storage=prepare_lib.stored_as(meta))
 
 
-def _prepared_source(name: str, out_dir: str, meta: dict,
+def _prepared_source(name: str, out_dir: str, meta: dict, input_config: ml_collections.ConfigDict,
                      class_names: tuple[str, ...] | None = None) -> Source:
+  stored = prepare_lib.stored_as(meta)
+  if stored != input_config.storage:
+    raise errors.DataError(
+        f'The prepared copy in {out_dir} stores its images as {stored!r} but '
+        f'input.storage={input_config.storage!r}; set input.storage={stored!r}, or '
+        'input.prepared_dir to another directory to prepare a new copy there.')
+  resized = meta.get('resize', 'shorter_side')  # copies made before input.resize existed
+  if resized != input_config.resize:
+    raise errors.DataError(
+        f'The prepared copy in {out_dir} holds images made S x S by {resized!r} but '
+        f'input.resize={input_config.resize!r}; set input.resize={resized!r}, or '
+        'input.prepared_dir to another directory to prepare a new copy there.')
   return Source(name, tuple(class_names or meta['class_names']),
                 _prepared_split(out_dir, meta, 'train'),
                 _prepared_split(out_dir, meta, 'validation'), int(meta['image_size']), out_dir)
 
 
 def prepared_dir(input_config: ml_collections.ConfigDict, data_dir: str, name: str) -> str:
-  """input.prepared_dir, or by default <data_dir>/alexnet_jax_prepared/<name>_<S>."""
+  """input.prepared_dir, or by default <data_dir>/alexnet_jax_prepared/<name>_<S>
+  (_warp appended for input.resize='warp', _raw for input.storage='raw')."""
   if input_config.prepared_dir is not None:
     return expand(input_config.prepared_dir)
-  return os.path.join(data_dir, 'alexnet_jax_prepared', f'{name}_{input_config.image_size}')
+  suffix = ('_warp' if input_config.resize == 'warp' else '') + (
+      '_raw' if input_config.storage == 'raw' else '')
+  return os.path.join(data_dir, 'alexnet_jax_prepared',
+                      f'{name}_{input_config.image_size}{suffix}')
 
 
 def _tfds_items(builder: tfds.core.DatasetBuilder,
@@ -208,7 +238,8 @@ def _prepare_from_tfds(input_config: ml_collections.ConfigDict, out_dir: str, na
   """Prepares the TFDS splits train and validation."""
   return prepare_lib.prepare_dataset(
       out_dir, {split: _tfds_items(builder, split) for split in ('train', 'validation')},
-      class_names, input_config.image_size, source=name, quality=input_config.jpeg_quality,
+      class_names, input_config.image_size, source=name, storage=input_config.storage,
+      resize=input_config.resize, quality=input_config.jpeg_quality,
       workers=input_config.prepare_workers)
 
 
@@ -241,7 +272,7 @@ def _imagenet2012(input_config: ml_collections.ConfigDict, data_dir: str) -> Sou
     names = builder.info.features['label'].names
     meta = _prepare_from_tfds(input_config, out_dir, 'imagenet2012', builder,
                               _readable(input_config.synset_words, data_dir, names))
-  return _prepared_source('imagenet2012', out_dir, meta)
+  return _prepared_source('imagenet2012', out_dir, meta, input_config)
 
 
 # ---------------------------------------------------------------- imagenette
@@ -269,7 +300,7 @@ def _imagenette(input_config: ml_collections.ConfigDict, data_dir: str) -> Sourc
             f'dataset) or a folder dataset.') from e
     names = [IMAGENETTE_WORDS.get(n, n) for n in builder.info.features['label'].names]
     meta = _prepare_from_tfds(input_config, out_dir, 'imagenette', builder, names)
-  return _prepared_source('imagenette', out_dir, meta)
+  return _prepared_source('imagenette', out_dir, meta, input_config)
 
 
 # ---------------------------------------------------------------- cifar10
@@ -291,8 +322,9 @@ def _cifar10(input_config: ml_collections.ConfigDict, data_dir: str) -> Source:
         out_dir, {'train': _tfds_items(builder, 'train'),
                   'validation': _tfds_items(builder, 'test')},
         builder.info.features['label'].names, input_config.image_size, source='cifar10',
-        quality=input_config.jpeg_quality, workers=input_config.prepare_workers)
-  return _prepared_source('cifar10', out_dir, meta)
+        storage=input_config.storage, quality=input_config.jpeg_quality,
+        workers=input_config.prepare_workers)
+  return _prepared_source('cifar10', out_dir, meta, input_config)
 
 
 # ---------------------------------------------------------------- folder
@@ -382,14 +414,110 @@ def _folder(input_config: ml_collections.ConfigDict, data_dir: str) -> Source:
       meta = prepare_lib.prepare_dataset(
           out_dir, {'train': zip(tr_paths, tr_paths, tr_labels.tolist()),
                     'validation': zip(va_paths, va_paths, va_labels.tolist())},
-          class_names, s, source=data_dir, quality=input_config.jpeg_quality, workers=workers)
-    return _prepared_source('folder', out_dir, meta, class_names)
+          class_names, s, source=data_dir, storage=input_config.storage,
+          resize=input_config.resize, quality=input_config.jpeg_quality, workers=workers)
+    return _prepared_source('folder', out_dir, meta, input_config, class_names)
   # On the fly: decode and resize each time; bad files found by one scan.
   tr_paths, tr_labels = _scan(tr_paths, tr_labels, workers)
   va_paths, va_labels = _scan(va_paths, va_labels, workers)
   return Source('folder', class_names,
-                Split(len(tr_paths), tr_labels, 'files', tr_paths, jpeg_side=None),
-                Split(len(va_paths), va_labels, 'files', va_paths, jpeg_side=None), s, out_dir)
+                Split(len(tr_paths), tr_labels, 'files', tr_paths, side=None,
+                      resize=input_config.resize),
+                Split(len(va_paths), va_labels, 'files', va_paths, side=None,
+                      resize=input_config.resize), s, out_dir)
+
+
+# ---------------------------------------------------------------- disk budget
+
+# Images in the train + validation splits of the TFDS datasets that are prepared,
+# known before they are downloaded or built.
+KNOWN_COUNTS = {'imagenet2012': 1_281_167 + 50_000, 'imagenette': 9_469 + 3_925,
+                'cifar10': 50_000 + 10_000}
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskBudget:
+  """What preparing a dataset's copy will write (`disk_budget`).
+
+  Attributes:
+    dataset: config.dataset.
+    storage: input.storage.
+    images: the images of both splits (files counted for a folder dataset).
+    bytes_per_image: exact for 'raw', an estimate for 'jpeg' (`prepare.record_bytes`).
+    location: the prepared directory ('' for the embedded dataset, held in memory).
+    prepared: the copy exists already: nothing will be written.
+    free_bytes: free space on the disk of `location`, None when not known.
+  """
+  dataset: str
+  storage: str
+  images: int
+  bytes_per_image: int
+  location: str
+  prepared: bool
+  free_bytes: int | None
+
+  @property
+  def total_bytes(self) -> int:
+    return self.images * self.bytes_per_image
+
+  def describe(self) -> str:
+    """One line for people: the images, the bytes, where, and whether it fits."""
+    size = f'{self.total_bytes / 1e9:,.2f} GB' if self.total_bytes >= 1e8 else (
+        f'{self.total_bytes / 1e6:,.1f} MB')
+    per = (f'{self.bytes_per_image:,} bytes' if self.storage == 'raw' else
+           f'about {self.bytes_per_image / 1e3:,.1f} KB (an estimate)')
+    what = (f'input.storage={self.storage!r}: {self.images:,} images x {per} = {size}')
+    if not self.location:
+      how = ('held in memory (the embedded dataset)' if self.dataset == 'shapes' else
+             'decoded from the originals each time (input.folder.prepare=False)')
+      return f'{what}, {how}: nothing prepared on disk.'
+    if self.prepared:
+      return f'{what}; already prepared in {self.location}: nothing to write.'
+    free = '' if self.free_bytes is None else f' ({self.free_bytes / 1e9:,.1f} GB free there)'
+    return f'{what}, to write into {self.location}{free}.'
+
+
+def _free_bytes(path: str) -> int | None:
+  """Free bytes on the disk that holds `path` (or its nearest existing parent)."""
+  while path and not os.path.exists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      return None
+    path = parent
+  return shutil.disk_usage(path).free if path else None
+
+
+def disk_budget(dataset: str, data_dir: str,
+                input_config: ml_collections.ConfigDict) -> DiskBudget:
+  """What preparing `dataset` with `input_config` will write, before anything is read:
+  images (known counts for the TFDS datasets, counted files for a folder) x the bytes
+  of one record. `input_config` is assumed checked (`check_input_config`).
+
+  Raises:
+    errors.DataError: a folder dataset whose folders are missing.
+  """
+  data_dir = expand(data_dir)
+  storage, s = input_config.storage, input_config.image_size
+  per_image = prepare_lib.record_bytes(s, storage)
+  if dataset == 'shapes':
+    images = input_config.shapes.train_examples + input_config.shapes.eval_examples
+    return DiskBudget(dataset, storage, images, per_image, '', False, None)
+  if dataset == 'folder':
+    train_root, val_root = os.path.join(data_dir, 'train'), None
+    for name in ('val', 'validation'):
+      if os.path.isdir(os.path.join(data_dir, name)):
+        val_root = os.path.join(data_dir, name)
+    if not os.path.isdir(train_root) or val_root is None:
+      raise errors.DataError(f'{data_dir} has no train/ and val/ folders of class subfolders.')
+    images = sum(len(files) for root in (train_root, val_root)
+                 for _, _, files in os.walk(root))
+    if not input_config.folder.prepare:
+      return DiskBudget(dataset, storage, images, per_image, '', False, None)
+  else:
+    images = KNOWN_COUNTS[dataset]
+  out_dir = prepared_dir(input_config, data_dir, dataset)
+  return DiskBudget(dataset, storage, images, per_image, out_dir,
+                    prepare_lib.load_meta(out_dir) is not None, _free_bytes(out_dir))
 
 
 # ---------------------------------------------------------------- entry

@@ -2,9 +2,11 @@
 
 A TFDS `GeneratorBasedBuilder` registered by importing this module. Nothing is
 downloaded: every image is rendered with NumPy from a seed and JPEG-encoded
-(quality 90, like ImageNet), so `download_and_prepare` works offline.
+(quality 90, like ImageNet), so `download_and_prepare` works offline. Two
+difficulties (`DIFFICULTIES`, config field input.shapes.difficulty): 'easy',
+described first, and 'hard'.
 
-Classes (12) are the combinations of 4 shapes x 3 colour families:
+'easy': 12 classes, the combinations of 4 shapes x 3 colour families:
 
     label = 3 * shape + colour     shape in (disc, square, triangle, cross)
                                    colour in (red, green, blue)
@@ -13,12 +15,21 @@ so every colour appears in 4 classes and every shape in 3. A class is told
 apart only by spatial structure (the outline) AND colour together: the mean
 colour of an image says at best which colour family the object has (and the
 background, clutter and illumination blur even that), never its shape; see
-`mean_colour_ncm_accuracy` and its test. Each image varies in object
+`colour_histogram_accuracy` and its test. Each image varies in object
 position, scale and rotation, object hue/saturation/value, background colour
 and gradient, clutter (line segments and dots, some in front of the object),
 an illumination gradient, a per-channel colour cast and sensor noise, so random
 crops, horizontal reflections (all four shapes are mirror-symmetric up to
 their rotation, which is itself symmetric) and PCA lighting all matter.
+
+'hard': 16 classes, the outline alone (`HARD_SHAPES`); the object's hue is
+drawn independently of its class, so colour carries no label information (a
+nearest-class-mean classifier on 64-cell colour histograms stays near
+chance, 1/16: `colour_histogram_accuracy` and its test). Objects take any
+orientation and a wider range of sizes and positions, over backgrounds
+textured with colour noise and a grating, with more clutter, up to two
+opaque occluding patches, stronger illumination gradients, colour casts and
+noise (`Difficulty` lists every range).
 
 Images are `uint8` RGB, `image_size x image_size` (default 64; any side
 >= 16 works, geometry scales with it). Splits: `train` and `validation`
@@ -44,45 +55,153 @@ import tensorflow_datasets as tfds
 # a dependency.
 sys.modules.setdefault('importlib_resources', importlib.resources)
 
-SHAPES = ('disc', 'square', 'triangle', 'cross')
+EASY_SHAPES = ('disc', 'square', 'triangle', 'cross')
+# Every shape has a mirror axis, so a horizontal reflection of any rotation of it is another
+# rotation of it: reflections (section 4.1) keep the label.
+HARD_SHAPES = EASY_SHAPES + ('ellipse', 'bar', 'pentagon', 'hexagon', 'star', 'ring', 'frame',
+                             'crescent', 'semicircle', 'tee', 'ell', 'arrow')
 COLOURS = ('red', 'green', 'blue')
 COLOUR_HUES = (0.0, 1.0 / 3.0, 2.0 / 3.0)  # HSV hue of each colour family
-CLASS_NAMES = tuple(f'{c} {s}' for s in SHAPES for c in COLOURS)
-NUM_CLASSES = len(CLASS_NAMES)  # 12
 _SPLIT_IDS = {'train': 0, 'validation': 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Difficulty:
+  """What decides an image's label and how much varies around it.
+
+  Lengths are in pixels of a 64-pixel image (scaled with the side), angles in
+  radians, ranges [low, high) of a uniform draw.
+
+  Attributes:
+    shapes: the object outlines (HARD_SHAPES names).
+    colour_is_label: True: a class is (shape, colour family), 3 families, the object's hue
+      within 0.05 of the family's; False: a class is the shape alone, the hue uniform.
+    radius: the object's size.
+    rotation: the object's angle is uniform in [-rotation, rotation].
+    centre: the object's centre, as a fraction of the side, in both coordinates.
+    texture: amplitude (0..1 of full scale) of the background's colour-noise and grating
+      texture; 0: a smooth gradient only.
+    clutter, front_clutter: how many strokes and dots are drawn behind and in front of
+      the object.
+    occluders: at most this many opaque rectangles drawn over the object's area.
+    light: the strongest illumination gradient across the image (0.6: +-30%).
+    brightness: a global factor on the image.
+    cast: each channel is scaled by a factor in [1 - cast, 1 + cast].
+    noise: the standard deviation of the sensor noise, in 0..255 levels.
+  """
+  shapes: tuple[str, ...]
+  colour_is_label: bool
+  radius: tuple[float, float]
+  rotation: float
+  centre: tuple[float, float]
+  texture: float
+  clutter: tuple[int, int]
+  front_clutter: tuple[int, int]
+  occluders: int
+  light: float
+  brightness: tuple[float, float]
+  cast: float
+  noise: float
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    if self.colour_is_label:
+      return tuple(f'{c} {s}' for s in self.shapes for c in COLOURS)
+    return self.shapes
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+DIFFICULTIES = {
+    # 12 classes, 4 shapes x 3 colour families: colour alone narrows a class to 4
+    # (experiments/demo.py reaches 0.4% top-1 error).
+    'easy': Difficulty(EASY_SHAPES, colour_is_label=True, radius=(9.0, 17.0), rotation=0.35,
+                       centre=(0.32, 0.68), texture=0.0, clutter=(3, 9), front_clutter=(0, 3),
+                       occluders=0, light=0.6, brightness=(0.7, 1.25), cast=0.15, noise=5.0),
+    # 16 shapes in any colour and orientation, over textured backgrounds, partly hidden.
+    'hard': Difficulty(HARD_SHAPES, colour_is_label=False, radius=(8.0, 19.0), rotation=np.pi,
+                       centre=(0.3, 0.7), texture=0.12, clutter=(3, 9), front_clutter=(0, 3),
+                       occluders=1, light=0.6, brightness=(0.7, 1.25), cast=0.15, noise=5.0),
+}
+# The default ('easy') dataset's classes.
+CLASS_NAMES = DIFFICULTIES['easy'].class_names
+NUM_CLASSES = len(CLASS_NAMES)  # 12
 
 
 def _hsv(h, s, v):
   return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
 
 
-def _shape_sdf(shape: int, x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
-  """Signed distance (pixels, < 0 inside) of shape `shape` of size `r`.
+def _box(x: np.ndarray, y: np.ndarray, hx: float, hy: float) -> np.ndarray:
+  """Signed distance to the axis-aligned rectangle of half sides hx, hy."""
+  dx, dy = np.abs(x) - hx, np.abs(y) - hy
+  out = np.sqrt(np.maximum(dx, 0) ** 2 + np.maximum(dy, 0) ** 2)
+  return out + np.minimum(np.maximum(dx, dy), 0)
 
-  `x`, `y` are coordinates relative to the shape centre, already rotated.
-  """
-  if shape == 0:  # disc
-    return np.sqrt(x * x + y * y) - r
-  if shape == 1:  # square (half side 0.85 r)
-    h = 0.85 * r
-    dx, dy = np.abs(x) - h, np.abs(y) - h
-    out = np.sqrt(np.maximum(dx, 0) ** 2 + np.maximum(dy, 0) ** 2)
-    return out + np.minimum(np.maximum(dx, dy), 0)
-  if shape == 2:  # equilateral triangle pointing up, circumradius 1.2 r
-    rr = 1.2 * r
-    # Intersection of 3 half-planes; max of their signed distances is a good
-    # enough SDF for anti-aliasing at the edges.
-    yy = -y  # image y grows downwards; make the apex point up
-    n = np.array([[0.0, -1.0], [np.sqrt(3) / 2, 0.5], [-np.sqrt(3) / 2, 0.5]])
-    d = [x * nx + yy * ny - rr * 0.5 for nx, ny in n]  # inradius rr/2
-    return np.maximum(np.maximum(d[0], d[1]), d[2])
-  # cross: union of two bars, arms 1.0 r long, 0.32 r half-thick
-  t = 0.32 * r
-  def box(hx, hy):
-    dx, dy = np.abs(x) - hx, np.abs(y) - hy
-    out = np.sqrt(np.maximum(dx, 0) ** 2 + np.maximum(dy, 0) ** 2)
-    return out + np.minimum(np.maximum(dx, dy), 0)
-  return np.minimum(box(r, t), box(t, r))
+
+def _disc(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+  return np.sqrt(x * x + y * y) - r
+
+
+def _polygon(x: np.ndarray, y: np.ndarray, sides: int, inradius: float) -> np.ndarray:
+  """A regular polygon with a vertex pointing up (-y): the max of its edges' half-planes."""
+  normals = np.pi / 2 + np.pi / sides + 2 * np.pi * np.arange(sides) / sides
+  return np.max([x * np.cos(a) + y * np.sin(a) for a in normals], axis=0) - inradius
+
+
+def _star(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+  """A five-pointed star, points at r, notches at 0.45 r (radial distance)."""
+  sector = 2 * np.pi / 5
+  angle = np.mod(np.arctan2(x, -y) + sector / 2, sector) / sector  # 0.5 at a point
+  edge = 0.45 * r + 0.55 * r * (1 - 2 * np.abs(angle - 0.5))
+  return np.sqrt(x * x + y * y) - edge
+
+
+def _triangle(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+  """An equilateral triangle pointing up, circumradius 1.2 r."""
+  rr = 1.2 * r
+  # Intersection of 3 half-planes; max of their signed distances is a good
+  # enough SDF for anti-aliasing at the edges.
+  yy = -y  # image y grows downwards; make the apex point up
+  n = np.array([[0.0, -1.0], [np.sqrt(3) / 2, 0.5], [-np.sqrt(3) / 2, 0.5]])
+  d = [x * nx + yy * ny - rr * 0.5 for nx, ny in n]  # inradius rr/2
+  return np.maximum(np.maximum(d[0], d[1]), d[2])
+
+
+def _arrow(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+  """An arrow pointing up: a head from -r to -0.1 r, 1.5 r wide, on a stem 0.5 r wide."""
+  side = np.hypot(0.9, 0.75)
+  head = np.maximum.reduce([y + 0.1 * r, (0.9 * x - 0.75 * (y + r)) / side,
+                            (-0.9 * x - 0.75 * (y + r)) / side])
+  return np.minimum(head, _box(x, y - 0.45 * r, 0.25 * r, 0.55 * r))
+
+
+# Signed distance (pixels, < 0 inside) of each outline of size r, in coordinates relative
+# to the shape's centre, already rotated.
+_SDFS = {
+    'disc': _disc,
+    'square': lambda x, y, r: _box(x, y, 0.85 * r, 0.85 * r),
+    'triangle': _triangle,
+    # arms 1.0 r long, 0.32 r half-thick
+    'cross': lambda x, y, r: np.minimum(_box(x, y, r, 0.32 * r), _box(x, y, 0.32 * r, r)),
+    'ellipse': lambda x, y, r: (np.sqrt((x / r) ** 2 + (y / (0.55 * r)) ** 2) - 1) * 0.55 * r,
+    'bar': lambda x, y, r: _box(x, y, r, 0.4 * r),
+    'pentagon': lambda x, y, r: _polygon(x, y, 5, 0.85 * r),
+    'hexagon': lambda x, y, r: _polygon(x, y, 6, 0.9 * r),
+    'star': _star,
+    'ring': lambda x, y, r: np.abs(_disc(x, y, 0.7 * r)) - 0.3 * r,
+    'frame': lambda x, y, r: np.maximum(_box(x, y, 0.85 * r, 0.85 * r),
+                                        -_box(x, y, 0.5 * r, 0.5 * r)),
+    'crescent': lambda x, y, r: np.maximum(_disc(x, y, r), -_disc(x - 0.5 * r, y, 0.85 * r)),
+    'semicircle': lambda x, y, r: np.maximum(_disc(x, y + 0.4 * r, r), y - 0.4 * r),
+    'tee': lambda x, y, r: np.minimum(_box(x, y + 0.72 * r, r, 0.28 * r),
+                                      _box(x, y - 0.28 * r, 0.28 * r, 0.72 * r)),
+    'ell': lambda x, y, r: np.minimum(_box(x + 0.72 * r, y, 0.28 * r, r),
+                                      _box(x, y - 0.72 * r, r, 0.28 * r)),
+    'arrow': _arrow,
+}
 
 
 def _segment_dist(px, py, ax, ay, bx, by):
@@ -94,9 +213,28 @@ def _segment_dist(px, py, ax, ay, bx, by):
   return np.sqrt(dx * dx + dy * dy)
 
 
-def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def _texture(xs: np.ndarray, ys: np.ndarray, size: int, rng: np.random.Generator,
+             amplitude: float) -> np.ndarray:
+  """(size, size, 3) offsets within +-amplitude: coarse colour noise plus a coloured grating."""
+  cells = rng.integers(3, 9)
+  coarse = rng.uniform(-1, 1, (cells, cells, 3)).astype(np.float32)
+  t = np.linspace(0, cells - 1, size)
+  i = np.minimum(t.astype(int), cells - 2)
+  f = (t - i).astype(np.float32)
+  rows = coarse[i] * (1 - f)[:, None, None] + coarse[i + 1] * f[:, None, None]
+  noise = rows[:, i] * (1 - f)[None, :, None] + rows[:, i + 1] * f[None, :, None]
+  period = rng.uniform(4.0, 16.0) * size / 64.0
+  angle = rng.uniform(0, 2 * np.pi)
+  phase = 2 * np.pi * (xs * np.cos(angle) + ys * np.sin(angle)) / period + rng.uniform(0, 2 * np.pi)
+  grating = np.sin(phase)[..., None] * rng.uniform(-1, 1, 3).astype(np.float32)
+  return amplitude * (0.6 * noise + 0.4 * grating)
+
+
+def render(label: int, size: int, rng: np.random.Generator,
+           difficulty: Difficulty = DIFFICULTIES['easy']) -> np.ndarray:
   """Renders one image of class `label`: uint8 array (size, size, 3), RGB."""
-  shape, colour = divmod(int(label), len(COLOURS))
+  d = difficulty
+  shape, colour = divmod(int(label), len(COLOURS)) if d.colour_is_label else (int(label), None)
   u = size / 64.0  # geometry is specified for 64 px and scaled
   ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
 
@@ -107,105 +245,125 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
   ramp = ((xs - size / 2) * np.cos(ang) + (ys - size / 2) * np.sin(ang)) / size + 0.5
   ramp = np.clip(ramp, 0, 1)[..., None]
   img = c0 * (1 - ramp) + c1 * ramp
+  if d.texture:
+    img = np.clip(img + _texture(xs, ys, size, rng, d.texture), 0, 1)
+
+  def paint(sdf, col):
+    nonlocal img
+    alpha = np.clip(0.5 - sdf, 0, 1)[..., None]
+    img = img * (1 - alpha) + col * alpha
 
   def clutter(n):
-    nonlocal img
     for _ in range(n):
       col = _hsv(rng.random(), rng.uniform(0, 1), rng.uniform(0.1, 1))
       if rng.random() < 0.7:  # line segment
         a = rng.uniform(0, size, 2)
         b = a + rng.normal(0, 14 * u, 2)
-        d = _segment_dist(xs, ys, a[0], a[1], b[0], b[1])
+        dist = _segment_dist(xs, ys, a[0], a[1], b[0], b[1])
         w = rng.uniform(0.4, 1.0) * u
       else:  # small dot
         a = rng.uniform(0, size, 2)
-        d = np.sqrt((xs - a[0]) ** 2 + (ys - a[1]) ** 2)
+        dist = np.sqrt((xs - a[0]) ** 2 + (ys - a[1]) ** 2)
         w = rng.uniform(1.0, 2.5) * u
-      alpha = np.clip(w + 0.5 - d, 0, 1)[..., None]
-      img = img * (1 - alpha) + col * alpha
+      paint(dist - w, col)
 
-  clutter(rng.integers(3, 9))
+  clutter(rng.integers(*d.clutter))
 
-  # The object (the class): shape x colour family, jittered.
-  cx, cy = rng.uniform(0.32, 0.68, 2) * size
-  r = rng.uniform(9.0, 17.0) * u
-  th = rng.uniform(-0.35, 0.35)  # radians, about +-20 degrees
+  # The object (the class), jittered.
+  cx, cy = rng.uniform(*d.centre, 2) * size
+  r = rng.uniform(*d.radius) * u
+  th = rng.uniform(-d.rotation, d.rotation)
   x, y = xs - cx, ys - cy
   xr = np.cos(th) * x + np.sin(th) * y
   yr = -np.sin(th) * x + np.cos(th) * y
-  sdf = _shape_sdf(shape, xr, yr, r)
-  alpha = np.clip(0.5 - sdf, 0, 1)[..., None]
-  obj = _hsv(COLOUR_HUES[colour] + rng.uniform(-0.05, 0.05),
-             rng.uniform(0.6, 1.0), rng.uniform(0.55, 1.0))
+  sdf = _SDFS[d.shapes[shape]](xr, yr, r)
+  hue = rng.random() if colour is None else COLOUR_HUES[colour] + rng.uniform(-0.05, 0.05)
+  obj = _hsv(hue, rng.uniform(0.6, 1.0), rng.uniform(0.55, 1.0))
   # Mild shading across the object.
   shade = 1 + 0.25 * ((xr * np.cos(ang) + yr * np.sin(ang)) / (r + 1e-6))[..., None]
-  img = img * (1 - alpha) + np.clip(obj * shade, 0, 1) * alpha
+  paint(sdf, np.clip(obj * shade, 0, 1))
 
-  clutter(rng.integers(0, 3))  # a few in front (occlusion)
+  clutter(rng.integers(*d.front_clutter))  # some in front (occlusion)
+  for _ in range(rng.integers(0, d.occluders + 1) if d.occluders else 0):
+    ox, oy = (cx, cy) + rng.normal(0, 0.8 * r, 2)
+    oa = rng.uniform(0, np.pi)
+    ex, ey = xs - ox, ys - oy
+    patch = _box(np.cos(oa) * ex + np.sin(oa) * ey, -np.sin(oa) * ex + np.cos(oa) * ey,
+                 *rng.uniform(0.15, 0.45, 2) * r)
+    paint(patch, _hsv(rng.random(), rng.uniform(0, 1), rng.uniform(0.1, 1)))
 
   # Illumination: gradient, global brightness and a per-channel colour cast.
   ang2 = rng.uniform(0, 2 * np.pi)
   grad = ((xs - size / 2) * np.cos(ang2) + (ys - size / 2) * np.sin(ang2)) / size
-  light = 1 + rng.uniform(0, 0.6) * grad
-  img = img * light[..., None] * rng.uniform(0.7, 1.25)
-  img = img * rng.uniform(0.85, 1.15, 3).astype(np.float32)
-  img = img * 255.0 + rng.normal(0, 5.0, img.shape)
+  light = 1 + rng.uniform(0, d.light) * grad
+  img = img * light[..., None] * rng.uniform(*d.brightness)
+  img = img * rng.uniform(1 - d.cast, 1 + d.cast, 3).astype(np.float32)
+  img = img * 255.0 + rng.normal(0, d.noise, img.shape)
   return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def example(split: str, index: int, size: int, seed: int) -> tuple[np.ndarray, int]:
+def example(split: str, index: int, size: int, seed: int,
+            difficulty: str = 'easy') -> tuple[np.ndarray, int]:
   """(image uint8 (size, size, 3), label) of example `index` of `split`.
 
   Pure function of its arguments. Labels cycle through the classes so every
   class has the same count (within 1).
   """
+  d = DIFFICULTIES[difficulty]
   rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-  label = index % NUM_CLASSES
-  return render(label, size, rng), label
+  label = index % d.num_classes
+  return render(label, size, rng, d), label
 
 
-def mean_colour_ncm_accuracy(num_train: int = 600, num_val: int = 300, size: int = 32,
-                             seed: int = 0) -> float:
-  """Accuracy of a nearest-class-mean classifier on mean RGB (diagnostic).
+def colour_histogram_accuracy(difficulty: str = 'easy', num_train: int = 600, num_val: int = 300,
+                              size: int = 32, bins: int = 4, seed: int = 0) -> float:
+  """Validation accuracy of a nearest-class-mean classifier on colour histograms (diagnostic).
 
-  Shows that the classes are not separable by one pixel statistic (chance is
-  1/12 = 0.083; knowing the colour family perfectly would cap it at 1/4).
+  Each image is described by the fraction of its pixels in each of bins**3 RGB
+  cells; how far that beats chance (1 / num_classes) is what colour alone
+  says about the label.
   """
   def feats(split, n):
     xs, ys = [], []
     for i in range(n):
-      im, lab = example(split, i, size, seed)
-      xs.append(im.reshape(-1, 3).mean(0))
+      im, lab = example(split, i, size, seed, difficulty)
+      cells = (im.reshape(-1, 3).astype(np.int64) * bins) // 256
+      flat = (cells[:, 0] * bins + cells[:, 1]) * bins + cells[:, 2]
+      xs.append(np.bincount(flat, minlength=bins ** 3) / len(flat))
       ys.append(lab)
     return np.array(xs), np.array(ys)
   xt, yt = feats('train', num_train)
   xv, yv = feats('validation', num_val)
-  means = np.stack([xt[yt == c].mean(0) for c in range(NUM_CLASSES)])
+  classes = DIFFICULTIES[difficulty].num_classes
+  means = np.stack([xt[yt == c].mean(0) for c in range(classes)])
   pred = np.argmin(((xv[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
   return float((pred == yv).mean())
 
 
 @dataclasses.dataclass(eq=False)
 class ShapesConfig(tfds.core.BuilderConfig):
-  """Builder config: stored side, split sizes and generation seed."""
+  """Builder config: stored side, split sizes, generation seed and difficulty."""
   image_size: int = 64
   num_train: int = 5000
   num_validation: int = 1000
   seed: int = 0
+  difficulty: str = 'easy'
 
 
 def shapes_config(*, image_size: int, num_train: int, num_validation: int,
-                  seed: int) -> ShapesConfig:
+                  seed: int, difficulty: str = 'easy') -> ShapesConfig:
   """A config whose name encodes its parameters (so each has its own folder)."""
+  suffix = '' if difficulty == 'easy' else f'_{difficulty}'
   return ShapesConfig(
-      name=f's{image_size}_n{num_train}_v{num_validation}_seed{seed}',
+      name=f's{image_size}_n{num_train}_v{num_validation}_seed{seed}{suffix}',
       description=(f'{image_size}x{image_size} JPEG, {num_train} train / '
-                   f'{num_validation} validation images, seed {seed}'),
-      image_size=image_size, num_train=num_train, num_validation=num_validation, seed=seed)
+                   f'{num_validation} validation images, seed {seed}, {difficulty}'),
+      image_size=image_size, num_train=num_train, num_validation=num_validation, seed=seed,
+      difficulty=difficulty)
 
 
 class AlexnetShapes(tfds.core.GeneratorBasedBuilder):
-  """12 classes of coloured shapes in clutter, rendered offline from a seed."""
+  """Coloured shapes in clutter (12 classes, or 16 when hard), rendered offline from a seed."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
@@ -219,7 +377,8 @@ class AlexnetShapes(tfds.core.GeneratorBasedBuilder):
         description=__doc__,
         features=tfds.features.FeaturesDict({
             'image': tfds.features.Image(shape=(s, s, 3), encoding_format='jpeg'),
-            'label': tfds.features.ClassLabel(names=list(CLASS_NAMES)),
+            'label': tfds.features.ClassLabel(
+                names=list(DIFFICULTIES[self.builder_config.difficulty].class_names)),
         }),
         supervised_keys=('image', 'label'),
     )
@@ -235,6 +394,6 @@ class AlexnetShapes(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split, n):
     cfg = self.builder_config
     for i in range(n):
-      image, label = example(split, i, cfg.image_size, cfg.seed)
+      image, label = example(split, i, cfg.image_size, cfg.seed, cfg.difficulty)
       jpeg = tf.io.encode_jpeg(image, quality=90).numpy()
       yield i, {'image': jpeg, 'label': label}

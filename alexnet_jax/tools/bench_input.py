@@ -1,131 +1,85 @@
-r"""Input-pipeline benchmark: training images/s per CPU core.
+r"""Input-pipeline benchmark: training images/s per host core, against a bare anchor.
 
-  python -m alexnet_jax.tools.bench_input [--images=256] [--steps=30] [--batch_size=128] \
-      [--folder=DIR] [--config=experiments/demo.py] [--train_steps=5]
+  python -m alexnet_jax.tools.bench_input [--images=256] [--steps=20] [--rounds=3] \
+      [--paths=anchor,jpeg,raw] [--images_from=photos|rendered] [--folder=DIR] \
+      [--host_cores=16] [--step_images_per_s=30000] [--json] \
+      [--config=experiments/demo.py --train_steps=5]
 
-Measures the full training transformation (read, decode the crop window, mean
-subtraction, flip, PCA lighting, batching to float32) on:
-
-1. prepared 256x256 JPEGs (quality 90; 224 crops): the paper-scale path;
-2. the on-the-fly path: the original JPEGs decoded whole, resized (shorter
-   side 256), center-cropped, then cropped;
-3. with --config, that config's own data (e.g. the demo's 72px shapes) and,
-   beside it, the images/s of the config's model in the jitted training step
-   (forward, backward, the paper's update: `alexnet_jax.timing`), so that the
-   ratio shows whether the pipeline keeps up.
-
-Images come from the embedded dataset's renderer (with sensor noise; 13.8 KB on
-average at 256x256, smaller than prepared ImageNet's ~20 KB; the originals are
-500x375, a typical ImageNet size) unless --folder=DIR names a directory of
-real JPEGs: its first --images .jpg/.jpeg files in path order (subfolders
-included) are the originals, prepared as `python -m alexnet_jax.tools.prepare`
-does. Each path runs with a private thread pool of 1 thread (images/s per
-core) and of all cores.
+Times the host's part of the training transformation (read, the draws,
+decode or slice the crop window, uint8 batches: `alexnet_jax.data.throughput`)
+on prepared 256x256 JPEGs (input.storage='jpeg') and raw records ('raw'),
+beside the anchor (decode_and_crop_jpeg and a flip, nothing else) on the same
+images, each with one thread (the per-core rate) and with all cores; the
+paths alternate round by round. Images: windows of scikit-image's nine colour
+photographs re-encoded like the prepared copy (--images_from=rendered: the
+embedded dataset's renderer; --folder: the first --images JPEGs of a folder).
+Then the projection for a host of --host_cores cores feeding a training step
+of --step_images_per_s. --json: the last line is one JSON object
+(`throughput.summary`: jpeg_per_core, raw_per_core, mean_jpeg_kb, ...). With
+--config, also that config's pipeline on its own data beside its training
+step's rate (`alexnet_jax.timing`).
 """
 
+import json
 import os
-import time
 
 from absl import flags
 import ml_collections
 from ml_collections import config_flags
-import numpy as np
-import tensorflow as tf
 
 from alexnet_jax import cli
 from alexnet_jax import config as config_lib
 from alexnet_jax import data
-from alexnet_jax import errors
 from alexnet_jax import model as model_lib
 from alexnet_jax import timing
-from alexnet_jax.data import prepare
-from alexnet_jax.data import sources
-from alexnet_jax.data import synthetic
+from alexnet_jax.data import throughput
 
-_IMAGES = flags.DEFINE_integer('images', 256, 'Distinct images to cycle through.')
-_STEPS = flags.DEFINE_integer('steps', 30, 'Batches timed per measurement.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Batch size.')
-_FOLDER = flags.DEFINE_string('folder', None,
-                              'A directory of JPEGs to measure instead of rendered images.')
-_TRAIN_STEPS = flags.DEFINE_integer('train_steps', 5, 'Training steps timed with --config.')
+_IMAGES = flags.DEFINE_integer('images', 256, 'Distinct images to cycle through.', lower_bound=1)
+_STEPS = flags.DEFINE_integer('steps', 20, 'Batches timed per run.', lower_bound=1)
+_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Runs of every path (medians reported).',
+                               lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Batch size.', lower_bound=1)
+_PATHS = flags.DEFINE_list('paths', ['anchor', 'jpeg', 'raw'],
+                          f'Paths to time, of {", ".join(throughput.PATHS)}.')
+flags.register_validator('paths', lambda paths: bool(paths) and set(paths) <= set(throughput.PATHS),
+                         f'--paths takes a comma-separated list of {", ".join(throughput.PATHS)}.')
+_IMAGES_FROM = flags.DEFINE_enum('images_from', 'photos', throughput.SOURCES,
+                                 "scikit-image's photographs or the embedded renderer.")
+_FOLDER = flags.DEFINE_string('folder', None, 'A directory of JPEGs to measure instead.')
+_HOST_CORES = flags.DEFINE_integer('host_cores', 16, 'Cores of the host in the projection.',
+                                   lower_bound=1)
+_STEP_RATE = flags.DEFINE_float('step_images_per_s', 30000.0,
+                                'Training-step images/s the projection compares with.',
+                                lower_bound=1.0)
+_JSON = flags.DEFINE_bool('json', False, 'End with one line of JSON (throughput.summary).')
+_TRAIN_STEPS = flags.DEFINE_integer('train_steps', 5, 'Training steps timed with --config.',
+                                    lower_bound=1)
 cli.define_config_flag()
 
 SIDE, CROP, QUALITY = 256, 224, 90  # the paper's stored side and crop; prepared JPEG quality
 
 
-def _rendered(n: int, h: int, w: int) -> list[bytes]:
-  """n JPEGs (h x w, quality 90) of the embedded dataset's training images."""
-  out = []
-  for i in range(n):
-    img, _ = synthetic.example('train', i, max(h, w), 0)
-    img = tf.image.resize(img, [h, w], antialias=True)
-    img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
-    out.append(tf.io.encode_jpeg(img, quality=QUALITY).numpy())
-  return out
+def _originals(n: int) -> tuple[list, str]:
+  """The benchmark's original images and a description of them."""
+  if _FOLDER.value:
+    return throughput.folder_originals(_FOLDER.value, n), f'the first {n} JPEGs of {_FOLDER.value}'
+  if _IMAGES_FROM.value == 'rendered':
+    return throughput.rendered(n, 375, 500), f'{n} 500x375 images of the embedded renderer'
+  return throughput.photo_windows(n), (f"{n} windows of scikit-image's photographs "
+                                       f"({', '.join(throughput.PHOTOS)})")
 
 
-def _folder_jpegs(folder: str, n: int) -> list[bytes]:
-  """The first n .jpg/.jpeg files under `folder` in path order."""
-  paths = sorted(os.path.join(d, f) for d, _, files in os.walk(os.path.expanduser(folder))
-                 for f in files if f.lower().endswith(('.jpg', '.jpeg')))
-  if not paths:
-    raise errors.DataError(f'--folder={folder} holds no .jpg or .jpeg file.')
-  return [prepare.read_bytes(p) for p in paths[:n]]
-
-
-def _split(jpegs: list[bytes], jpeg_side: int | None) -> sources.Split:
-  labels = np.arange(len(jpegs), dtype=np.int32) % synthetic.NUM_CLASSES
-  return sources.Split(len(jpegs), labels, 'memory', jpegs, jpeg_side=jpeg_side)
-
-
-def _info(split: sources.Split, size: int) -> data.DatasetInfo:
-  """A DatasetInfo of `split` with made-up statistics of the right shapes."""
-  stats = data.DatasetStats(
-      mean_image=np.full((size, size, 3), 118.0, np.float32),
-      eigvals=np.array([5000.0, 900.0, 100.0], np.float32), eigvecs=np.eye(3, dtype=np.float32),
-      covariance=np.eye(3), rgb_mean=np.zeros(3), num_images=split.num_examples)
-  source = sources.Source('bench', synthetic.CLASS_NAMES, split, split, size, '')
-  return data.DatasetInfo(
-      num_classes=synthetic.NUM_CLASSES, num_train_examples=split.num_examples,
-      num_eval_examples=split.num_examples, class_names=synthetic.CLASS_NAMES, stats=stats,
-      name='bench', image_size=size, location='', source=source)
-
-
-def _rate(info: data.DatasetInfo, input_config: ml_collections.ConfigDict, batch_size: int,
-          seed: int, steps: int) -> float:
-  """Training images/s of the pipeline, over `steps` batches after 3 untimed ones."""
-  it = data.train_iterator(info, input_config, batch_size=batch_size, seed=seed)
-  for _ in range(3):  # warm up (thread start, the prefetch buffer)
-    next(it)
-  start = time.perf_counter()
-  for _ in range(steps):
-    next(it)
-  seconds = time.perf_counter() - start
-  it.close()
-  return steps * batch_size / seconds
-
-
-def measure(name: str, split: sources.Split, steps: int, batch_size: int) -> None:
-  """Prints the images/s of `split` (S = 256, C = 224) on 1 thread and on all cores."""
-  cores = os.cpu_count() or 1
-  for threads in sorted({1, cores}):
-    input_config = config_lib.base_config().input
-    input_config.image_size, input_config.crop_size = SIDE, CROP
-    input_config.num_threads = threads
-    r = _rate(_info(split, SIDE), input_config, batch_size, 0, steps)
-    print(f'{name:42s} threads={threads}: {r:8.0f} images/s ({r / threads:6.0f} per core)',
-          flush=True)
-
-
-def train_step_rate(config: ml_collections.ConfigDict, label: str, steps: int) -> None:
-  """Prints the config's pipeline images/s beside its training step's."""
+def _train_step_rate(config: ml_collections.ConfigDict, label: str, steps: int) -> None:
+  """Prints the config's pipeline images/s (all cores) beside its training step's."""
   info = data.get_dataset_info(config.dataset, config.data_dir, config.input)
   net = model_lib.from_config(config.model, info.num_classes, image_size=config.input.crop_size)
   step = timing.train_step_throughput(net, config.batch_size, steps, warmup=1)
   cores = os.cpu_count() or 1
   input_config = config.input.copy_and_resolve_references()
   input_config.num_threads = cores
-  pipe = _rate(info, input_config, config.batch_size, config.seed, 20)
+  batches = data.train_iterator(info, input_config, batch_size=config.batch_size,
+                                seed=config.seed)
+  pipe = throughput.time_batches(batches, config.batch_size, 20).images_per_s
   print(f"{label}: pipeline {pipe:.0f} images/s on {cores} cores, training step "
         f"{step['images_per_s']:.0f} images/s ({step['backend']}); pipeline/step = "
         f"{pipe / step['images_per_s']:.1f}x", flush=True)
@@ -133,31 +87,35 @@ def train_step_rate(config: ml_collections.ConfigDict, label: str, steps: int) -
 
 def main(argv):
   del argv
-  n, steps, batch_size = _IMAGES.value, _STEPS.value, _BATCH_SIZE.value
-  start = time.perf_counter()
-  if _FOLDER.value:
-    files = _folder_jpegs(_FOLDER.value, n)
-    processed = [(b, prepare.process_one(b, SIDE, QUALITY)[0]) for b in files]
-    originals = [b for b, jpeg in processed if jpeg is not None]  # the decodable ones
-    prepared = [jpeg for _, jpeg in processed if jpeg is not None]
-    if not prepared:
-      raise errors.DataError(f'No JPEG in --folder={_FOLDER.value} decodes.')
-  else:
-    prepared = _rendered(n, SIDE, SIDE)
-  size_kb = np.mean([len(b) for b in prepared]) / 1024
-  print(f'made {len(prepared)} {SIDE}x{SIDE} JPEGs (mean {size_kb:.1f} KB) in '
-        f'{time.perf_counter() - start:.1f}s', flush=True)
-  measure(f'prepared {SIDE}x{SIDE} JPEG -> {CROP} crop', _split(prepared, SIDE), steps,
-          batch_size)
-  if _FOLDER.value:
-    name = f'on the fly {_FOLDER.value} JPEG -> {SIDE} -> {CROP} crop'
-  else:
-    originals = _rendered(max(n // 2, batch_size), 375, 500)
-    name = f'on the fly 500x375 JPEG -> {SIDE} -> {CROP} crop'
-  measure(name, _split(originals, None), max(steps // 3, 3), batch_size)
+  originals, described = _originals(_IMAGES.value)
+  records = throughput.make_records(originals, SIDE, QUALITY)
+  print(f'{described}: {len(records.jpeg)} prepared {SIDE}x{SIDE} images, JPEG quality '
+        f'{QUALITY} mean {records.mean_jpeg_kb:.1f} KB, raw {SIDE * SIDE * 3 / 1024:.0f} KB; '
+        f'{CROP} crops, batches of {_BATCH_SIZE.value}', flush=True)
+  input_config = config_lib.base_config().input
+  paths = tuple(p for p in throughput.PATHS if p in _PATHS.value)
+  threads = tuple(sorted({1, os.cpu_count() or 1}))
+  results = throughput.compare(
+      lambda path, t: throughput.path_dataset(path, records, input_config, _BATCH_SIZE.value, t),
+      paths, threads, batch_size=_BATCH_SIZE.value, steps=_STEPS.value, rounds=_ROUNDS.value,
+      report=lambda line: print(line, flush=True))
+  figures = throughput.summary(results, records, host_cores=_HOST_CORES.value,
+                               step_images_per_s=_STEP_RATE.value)
+  print(f'{"path":10s} {"threads":>7s} {"images/s":>9s} {"per core":>9s} {"per CPU s":>9s}')
+  for r in results:
+    print(f'{r.path:10s} {r.threads:7d} {r.images_per_s:9.0f} {r.per_core:9.0f} '
+          f'{r.images_per_cpu_s:9.0f}')
+  for path, p in figures['projection'].items():
+    verdict = 'keeps up' if p['ratio'] >= 1 else 'falls short'
+    print(f'{path}: {_HOST_CORES.value} cores x {figures[f"{path}_per_core"]:,.0f} images per CPU '
+          f'second = {p["images_per_s"]:,.0f} images/s, {p["ratio"]:.2f}x the '
+          f'{_STEP_RATE.value:,.0f} images/s step: {verdict} ({p["cores_needed"]:.1f} cores '
+          'needed)', flush=True)
   if flags.FLAGS.config is not None:
-    label = config_flags.get_config_filename(flags.FLAGS['config'])
-    train_step_rate(flags.FLAGS.config, label, _TRAIN_STEPS.value)
+    _train_step_rate(flags.FLAGS.config, config_flags.get_config_filename(flags.FLAGS['config']),
+                     _TRAIN_STEPS.value)
+  if _JSON.value:
+    print(json.dumps(figures, sort_keys=True))
 
 
 if __name__ == '__main__':
