@@ -69,43 +69,48 @@ class _SaidOtherwise(std_logging.Filter):
                 and is_disk_full(record.exc_info[1]))
 
 
-class _LateCallbacks:
-  """A sys.unraisablehook that drops TensorStore's callbacks into the event loop orbax
-  closed when a read or a write failed ('Event loop is closed', from none to dozens of
-  tracebacks, by chance): the failure itself is reported, in one paragraph."""
+class _Leftovers:
+  """A sys.unraisablehook that drops what orbax leaves behind a read or a write that
+  failed, from none to dozens of tracebacks by chance: TensorStore's callbacks into the
+  event loop orbax closed ('Event loop is closed') and orbax's reading coroutines closed
+  unfinished (each with a page of TensorStore spec). The failure itself is reported, in
+  one paragraph."""
 
   def __init__(self, previous: Callable[[Any], None]):
     self.previous = previous
 
   def __call__(self, unraisable: Any) -> None:
-    if not (isinstance(unraisable.exc_value, RuntimeError)
-            and str(unraisable.exc_value) == 'Event loop is closed'):
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                   and str(unraisable.exc_value) == 'Event loop is closed')
+    code = getattr(unraisable.object, 'cr_code', None)
+    orbax_coroutine = code is not None and '/orbax/' in code.co_filename
+    if not (closed_loop or orbax_coroutine):
       self.previous(unraisable)
 
 
 def _quiet_failures() -> None:
-  """Installs `_SaidOtherwise` on absl's logger and `_LateCallbacks`, once each (a manager
+  """Installs `_SaidOtherwise` on absl's logger and `_Leftovers`, once each (a manager
   that saves, or reads for a program, needs them)."""
   logger = absl_logging.get_absl_logger()
   if not any(isinstance(f, _SaidOtherwise) for f in logger.filters):
     logger.addFilter(_SaidOtherwise())
-  if not isinstance(sys.unraisablehook, _LateCallbacks):
-    sys.unraisablehook = _LateCallbacks(sys.unraisablehook)
+  if not isinstance(sys.unraisablehook, _Leftovers):
+    sys.unraisablehook = _Leftovers(sys.unraisablehook)
 
 
 class _Manager(ocp.CheckpointManager):
-  """A CheckpointManager that takes a checkpoint whose metrics file cannot be read for
-  one saved without metrics, with a warning: orbax reads every step's metrics when it
-  starts and would fail there, so that no command could open the workdir at all. The
-  checkpoint's state stays usable; it is no longer a candidate for the best."""
+  """A CheckpointManager that lists a checkpoint whose metrics file cannot be read as one
+  saved without metrics, with a warning: orbax reads every step's metrics when a training
+  manager starts and would fail there, for all the steps. Reading that checkpoint fails
+  on its own (UnreadableCheckpointError), and it is no candidate for the best."""
 
   def metrics(self, step: int) -> dict | None:
     try:
       return super().metrics(step)
     except Exception as e:  # a damaged file: any error its parser raises
       absl_logging.warning('The evaluation metrics saved with the checkpoint at step %d in %s '
-                           'cannot be read (%s); it is no longer a candidate for the best '
-                           'checkpoint.', step, self.directory, _describe(e))
+                           'cannot be read (%s); that checkpoint is no candidate for the best.',
+                           step, self.directory, _describe(e))
       return None
 
 
@@ -304,11 +309,12 @@ def _reading(directory: str, step: int, read: Callable[[], Any]) -> Any:
 
 
 def _none_readable(directory: str, unreadable: list[errors.UnreadableCheckpointError],
+                   which: str = 'checkpoints',
                    advice: str = '') -> errors.UnreadableCheckpointError:
-  """The error when none of the checkpoints tried can be read."""
+  """The error when none of the `which` (the checkpoints tried) can be read."""
   listed = '; '.join(f'step {e.step} ({e.cause})' for e in unreadable)
   return errors.UnreadableCheckpointError(
-      f'None of the checkpoints in {directory} can be read: {listed}. Nothing was moved or '
+      f'None of the {which} in {directory} can be read: {listed}. Nothing was moved or '
       f'deleted. {advice}If the errors name a problem of the file system (permissions, a disk '
       'not mounted), fix it and run the command again; if the checkpoints are damaged, copy '
       f'them back from a backup, or move {directory} away and rerun the training command to '
@@ -370,9 +376,11 @@ def load_params(workdir: str, step: int | None = None) -> tuple[int, Any]:
   return step, jax.tree.map(np.asarray, params)
 
 
-def load_first_readable(workdir: str, steps: list[int], advice: str = '') -> tuple[int, Any]:
+def load_first_readable(workdir: str, steps: list[int], which: str = 'checkpoints',
+                        advice: str = '') -> tuple[int, Any]:
   """`load_params` of the first of `steps` that can be read, with a warning for each one
-  before it that cannot. Raises UnreadableCheckpointError, adding `advice`, when none can."""
+  before it that cannot. Raises UnreadableCheckpointError naming `which` (what `steps`
+  are) and adding `advice` when none can."""
   unreadable = []
   for step in steps:
     try:
@@ -381,7 +389,7 @@ def load_first_readable(workdir: str, steps: list[int], advice: str = '') -> tup
       absl_logging.warning('Skipping the checkpoint at step %d in %s: it cannot be read (%s).',
                            step, directory_of(workdir), e.cause)
       unreadable.append(e)
-  raise _none_readable(directory_of(workdir), unreadable, advice)
+  raise _none_readable(directory_of(workdir), unreadable, which, advice)
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -54,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
       prepared_dir=placeholder(str),        # None: <data_dir>/alexnet_jax_prepared/<dataset>_<S>
       prepare_workers=placeholder(int),     # threads of the one-time preparation; None: all cores
       jpeg_quality=90,                # of the prepared S x S JPEGs
-      # The prepared copy's records: 'jpeg' (S x S JPEGs) or 'raw' (S x S x 3 uint8: about 12x
+      # The prepared copy's records: 'jpeg' (S x S JPEGs) or 'raw' (S x S x 3 uint8: about 10x
       # the disk, 197 KB an image at 256, read several times faster: docs/benchmarks.md).
       storage='jpeg',
       synset_words=placeholder(str),        # '<wnid> <words>' file for readable class names

@@ -261,7 +261,8 @@ def _load(workdir: str, step: int | str | None, steps: list[int]) -> tuple[int, 
           f'{workdir} has no checkpoint saved at an evaluation, so none is known to be the best; '
           "give --step=latest or a step number.")
     return checkpoint.load_first_readable(
-        workdir, ranked, advice='--step=latest takes the newest checkpoint that can be read. ')
+        workdir, ranked, which='checkpoints saved at an evaluation',
+        advice='--step=latest takes the newest checkpoint that can be read. ')
   try:
     number = int(step)
   except ValueError:

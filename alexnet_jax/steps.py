@@ -56,11 +56,13 @@ def transform_crops(image: jax.Array, offset: jax.Array, flip: jax.Array, alpha:
   Returns:
     float32 (N, C, C, 3), 0..255 units minus the mean (roughly -128..128).
   """
-  c = image.shape[1]
+  crop = image.shape[1]
   mean = jnp.asarray(transform.mean_image, jnp.float32)
-  mean_crops = jax.vmap(lambda o: jax.lax.dynamic_slice(mean, (o[0], o[1], 0), (c, c, 3)))(offset)
-  x = image.astype(jnp.float32) - mean_crops
-  x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
+  mean_crops = jax.vmap(
+      lambda o: jax.lax.dynamic_slice(mean, (o[0], o[1], 0), (crop, crop, 3)))(offset)
+  x = image.astype(jnp.float32) - mean_crops  # section 2: the mean image
+  x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)  # section 4.1: reflections
+  # Section 4.1's PCA lighting.
   c = alpha * jnp.asarray(transform.lighting_scale, jnp.float32)  # (N, 3): a_i s_i
   p = jnp.asarray(transform.eigvecs, jnp.float32)  # columns p_i
   # sum_i a_i s_i p_i, (N, 3), added in this order elementwise: a dot's order of summation

@@ -17,8 +17,8 @@ Training: the converted network was trained without PCA lighting
 (models/bvlc_alexnet/readme.md), so none here; a tenth of the paper's learning
 rate, as Caffe's fine-tuning example (models/finetune_flickr_style/
 solver.prototxt: base_lr 0.001), divided by 10 when the validation error
-stops improving;
-batch 64 and 30 epochs for a folder of a few thousand photos.
+stops improving; batch 64 and 30 epochs, a choice for a folder of a few
+thousand photos (not tuned).
 
 Result: depends on the photos; not measured here (the published weights are
 not on this machine).

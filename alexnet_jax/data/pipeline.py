@@ -232,8 +232,6 @@ def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.Config
   batch = int(batch_size)
   b, row0 = _rows(batch, process_index, process_count)
   labels = tf.constant(split.labels, tf.int32)
-  read = split.batch_reader()
-  decode_crop = _decode_crop(split, s_img, crop)
 
   start = int(start_step) * batch
   e0, k0 = start // n, start % n
@@ -263,18 +261,34 @@ def train_dataset(info: sources.DatasetInfo, input_config: ml_collections.Config
     return (i, *(tf.ensure_shape(t, s) for t, s in zip(out, shapes)))
 
   ds = ds.batch(DRAW_BATCHES).map(draw).unbatch()
-  # The records of a batch's rows, read in one call.
-  ds = ds.map(lambda i, *drawn: (read(i), tf.gather(labels, i), *drawn))
-  ds = ds.unbatch()
-
-  def one(record, label, offset, flip, alpha_key, alpha_counter):
-    alpha = draws.lighting_alpha(alpha_key, alpha_counter, std) if std > 0 else tf.zeros([3])
-    return {'image': decode_crop(record, offset[0], offset[1]), 'label': label,
-            'offset': offset, 'flip': flip, 'alpha': alpha}
-
   threads = _threads(input_config)
-  ds = ds.map(one, num_parallel_calls=threads, deterministic=True)
-  ds = ds.batch(b, drop_remainder=True)
+
+  def alphas(alpha_key, alpha_counter):  # (b, 3)
+    if std == 0:
+      return tf.zeros([b, 3])
+    return tf.map_fn(lambda kc: draws.lighting_alpha(kc[0], kc[1], std),
+                     (alpha_key, alpha_counter), fn_output_signature=tf.float32)
+
+  if split.side == s_img and split.storage == 'raw':
+    # Raw records: a whole batch at once, the windows cut as the records are read.
+    crops = split.crop_reader(crop)
+    ds = ds.map(lambda i, offset, flip, alpha_key, alpha_counter: {
+        'image': crops(i, offset), 'label': tf.gather(labels, i), 'offset': offset,
+        'flip': flip, 'alpha': alphas(alpha_key, alpha_counter)},
+                num_parallel_calls=threads, deterministic=True)
+  else:
+    # The records of a batch's rows, read in one call, then decoded one by one.
+    read, decode_crop = split.batch_reader(), _decode_crop(split, s_img, crop)
+    ds = ds.map(lambda i, *drawn: (read(i), tf.gather(labels, i), *drawn))
+    ds = ds.unbatch()
+
+    def one(record, label, offset, flip, alpha_key, alpha_counter):
+      alpha = draws.lighting_alpha(alpha_key, alpha_counter, std) if std > 0 else tf.zeros([3])
+      return {'image': decode_crop(record, offset[0], offset[1]), 'label': label,
+              'offset': offset, 'flip': flip, 'alpha': alpha}
+
+    ds = ds.map(one, num_parallel_calls=threads, deterministic=True)
+    ds = ds.batch(b, drop_remainder=True)
   ds = ds.prefetch(PREFETCH_BATCHES)
   return ds.with_options(_options(threads))
 

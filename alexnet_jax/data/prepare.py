@@ -6,9 +6,9 @@ of length 256, and then cropped out the central 256x256 patch." This module
 does that once, for a whole split, and writes the results into ArrayRecord
 shards (random access: what makes exact resumption and per-process reading
 cheap) in a prepared directory, each image stored as `input.storage` says:
-'jpeg', JPEG bytes (`input.jpeg_quality`, 90 by default; about 16 KB for a
+'jpeg', JPEG bytes (`input.jpeg_quality`, 90 by default; about 18.5 KB for a
 256 x 256 photograph), or 'raw', its S * S * 3 uint8 pixels (196,608 bytes at
-256, 12x to 15x the JPEG's, but read several times faster: docs/benchmarks.md):
+256, about 10x the JPEG's, but read several times faster: docs/benchmarks.md):
 
     <prepared_dir>/train-00000.array_record ...   one record = one image
     <prepared_dir>/train_labels.npy               int32 (N,)
@@ -42,10 +42,11 @@ from alexnet_jax.data import augment
 RECORDS_PER_SHARD = 10000
 META = 'meta.json'
 STORAGES = ('jpeg', 'raw')
-# The mean size of a 256 x 256 quality-90 JPEG of a photograph, bytes: 16.0 KB measured on
-# scikit-image's nine colour photographs (docs/benchmarks.md, "Input pipeline"). Only an
-# estimate for a dataset's own images (`sources.disk_budget`).
-JPEG_BYTES_256 = 16_400
+# The mean size of a 256 x 256 quality-90 JPEG of a photograph, bytes: 18.5 KB measured on
+# the 256 windows of scikit-image's photographs that tools/bench_input prepares
+# (docs/benchmarks.md, "Input pipeline"). Only an estimate for a dataset's own images
+# (`sources.disk_budget`).
+JPEG_BYTES_256 = 18_900
 
 
 def read_bytes(src: bytes | str) -> bytes:

@@ -20,7 +20,7 @@ only its own rows. Five datasets (`DATASETS`):
 Records of a prepared split are S x S images (`Split.side`) stored as JPEGs
 (`input.storage='jpeg'`: the training pipeline decodes only the crop window)
 or as raw uint8 pixels (`'raw'`: it cuts the crop window without decoding;
-about 15x the disk, see `disk_budget`).
+about 10x the disk, see `disk_budget`).
 """
 
 from collections.abc import Callable
@@ -80,17 +80,43 @@ class Split:
     if self.kind in ('memory', 'files'):
       table = tf.constant(np.asarray(self.payload, dtype=object))
       return lambda idx: tf.gather(table, idx)
+    read = self._records()
+
+    def fn(idx):
+      out = tf.numpy_function(lambda i: np.asarray(read(i), dtype=object), [idx], tf.string,
+                              stateful=False)
+      return tf.ensure_shape(out, idx.shape)
+
+    return fn
+
+  def crop_reader(self, crop: int) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """For raw records: fn(idx int64 (n,), offset int32 (n, 2)) -> uint8 (n, C, C, 3), the
+    C x C window at each (y, x), cut in NumPy from the records as they are read (one copy
+    of the window per image: TensorFlow ops would copy the whole record several times)."""
+    if self.storage != 'raw' or self.side is None:
+      raise ValueError('crop_reader needs raw records')
+    read, side = self._records(), self.side
+
+    def crops(idx, offset):
+      out = np.empty((len(idx), crop, crop, 3), np.uint8)
+      for j, (record, (y, x)) in enumerate(zip(read(idx), offset)):
+        out[j] = np.frombuffer(record, np.uint8).reshape(side, side, 3)[y:y + crop, x:x + crop]
+      return out
+
+    def fn(idx, offset):
+      out = tf.numpy_function(crops, [idx, offset], tf.uint8, stateful=False)
+      return tf.ensure_shape(out, [idx.shape[0], crop, crop, 3])
+
+    return fn
+
+  def _records(self) -> Callable[[np.ndarray], list]:
+    """fn(idx (n,)) -> the n records (bytes), read in Python: kinds 'memory' and
+    'array_record'."""
+    if self.kind == 'memory':
+      return lambda idx: [self.payload[i] for i in idx]
     if self.kind == 'array_record':
       source = array_record_data_source.ArrayRecordDataSource(self.payload)
-
-      def read(idx):
-        return np.asarray(source.__getitems__(idx.tolist()), dtype=object)
-
-      def fn(idx):
-        out = tf.numpy_function(read, [idx], tf.string, stateful=False)
-        return tf.ensure_shape(out, idx.shape)
-
-      return fn
+      return lambda idx: source.__getitems__(idx.tolist())
     raise ValueError(f'Unknown split kind {self.kind!r}')
 
 
@@ -473,7 +499,10 @@ class DiskBudget:
       return f'{what}, {how}: nothing prepared on disk.'
     if self.prepared:
       return f'{what}; already prepared in {self.location}: nothing to write.'
-    free = '' if self.free_bytes is None else f' ({self.free_bytes / 1e9:,.1f} GB free there)'
+    free = ''
+    if self.free_bytes is not None:
+      short = ', not enough' if self.free_bytes < self.total_bytes else ''
+      free = f' ({self.free_bytes / 1e9:,.1f} GB free there{short})'
     return f'{what}, to write into {self.location}{free}.'
 
 

@@ -11,7 +11,8 @@ on the same S x S images (S = 256, C = 224 crops, batches of 128 by default):
               (input.storage='jpeg'): the paper's draws per image and
               presentation (section 4.1), the crop window decoded.
   raw         `pipeline.train_dataset` on raw uint8 S x S records
-              (input.storage='raw'): the same draws, the window sliced.
+              (input.storage='raw'): the same draws, the window cut from
+              each record as it is read (`sources.Split.crop_reader`).
   on_the_fly  `pipeline.train_dataset` on the originals (JPEG, quality 90),
               decoded whole and resized (section 2) each time.
 
