@@ -29,6 +29,8 @@ import logging as std_logging
 import os
 import shutil
 import sys
+import traceback
+import types
 from typing import Any
 
 from absl import logging as absl_logging
@@ -69,31 +71,42 @@ class _SaidOtherwise(std_logging.Filter):
                 and is_disk_full(record.exc_info[1]))
 
 
+def _left_by_orbax(error: BaseException | None, trace: types.TracebackType | None) -> bool:
+  """Whether `error` is what orbax leaves behind a read or a write that failed, from none
+  to dozens of tracebacks by chance, each with a page of TensorStore spec: TensorStore's
+  callbacks into the event loop orbax closed ('Event loop is closed'), and orbax's other
+  reads and writes of the same save or restore, failed and never awaited (their
+  traceback passes through orbax). The failure itself is reported, in one paragraph."""
+  if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
+    return True
+  return any('/orbax/' in frame.filename for frame in traceback.extract_tb(trace))
+
+
 class _Leftovers:
-  """A sys.unraisablehook that drops what orbax leaves behind a read or a write that
-  failed, from none to dozens of tracebacks by chance: TensorStore's callbacks into the
-  event loop orbax closed ('Event loop is closed') and orbax's reading coroutines closed
-  unfinished (each with a page of TensorStore spec). The failure itself is reported, in
-  one paragraph."""
+  """A sys.unraisablehook that drops what `_left_by_orbax` names."""
 
   def __init__(self, previous: Callable[[Any], None]):
     self.previous = previous
 
   def __call__(self, unraisable: Any) -> None:
-    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
-                   and str(unraisable.exc_value) == 'Event loop is closed')
-    code = getattr(unraisable.object, 'cr_code', None)
-    orbax_coroutine = code is not None and '/orbax/' in code.co_filename
-    if not (closed_loop or orbax_coroutine):
+    if not _left_by_orbax(unraisable.exc_value, unraisable.exc_traceback):
       self.previous(unraisable)
 
 
+class _UnretrievedLeftovers(std_logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' for what `_left_by_orbax` names."""
+
+  def filter(self, record):
+    return not (record.exc_info and _left_by_orbax(*record.exc_info[1:]))
+
+
 def _quiet_failures() -> None:
-  """Installs `_SaidOtherwise` on absl's logger and `_Leftovers`, once each (a manager
-  that saves, or reads for a program, needs them)."""
-  logger = absl_logging.get_absl_logger()
-  if not any(isinstance(f, _SaidOtherwise) for f in logger.filters):
-    logger.addFilter(_SaidOtherwise())
+  """Installs `_SaidOtherwise` on absl's logger, `_UnretrievedLeftovers` on asyncio's and
+  `_Leftovers`, once each (a manager that saves, or reads for a program, needs them)."""
+  for logger, kind in ((absl_logging.get_absl_logger(), _SaidOtherwise),
+                       (std_logging.getLogger('asyncio'), _UnretrievedLeftovers)):
+    if not any(isinstance(f, kind) for f in logger.filters):
+      logger.addFilter(kind())
   if not isinstance(sys.unraisablehook, _Leftovers):
     sys.unraisablehook = _Leftovers(sys.unraisablehook)
 
@@ -400,6 +413,7 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 def _bytes_on_disk(path: str) -> int:
+  """The sizes of the files under `path`, summed."""
   return sum(os.path.getsize(os.path.join(folder, name))
              for folder, _, names in os.walk(path) for name in names)
 
@@ -426,7 +440,7 @@ def disk_full(manager: ocp.CheckpointManager, state: Any, keep: int) -> errors.D
   steps = manager.all_steps()
   # The newest checkpoint's size (its arrays are compressed), else the arrays' bytes.
   one = (_bytes_on_disk(os.path.join(directory, str(steps[-1]))) if steps else
-         sum(leaf.nbytes for leaf in jax.tree.leaves(_stored(state))))
+         sum(leaf.nbytes for leaf in jax.tree.leaves((state.params, state.opt_state))))
   removed = f'The unfinished save ({", ".join(partial)}) was removed. ' if partial else ''
   kept = (f'The checkpoints saved before (steps {", ".join(map(str, steps))}) are intact.'
           if steps else 'No checkpoint had been saved yet.')

@@ -66,7 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
       mean_bgr=[104.00698793, 116.66876762, 122.67891434],  # Caffe's ILSVRC-2012 BGR means
       mean_file=placeholder(str),           # (S, S, 3) BGR .npy; relative: to the workdir
       # classes: the class indices kept (relabelled 0..k-1 in this order); None: all of them.
-      # difficulty: 'easy' (12 classes, shape x colour) or 'hard' (16 shapes, any colour;
+      # difficulty: 'easy' (12 classes, shape x colour) or 'hard' (12 shapes, any colour;
       # alexnet_jax/data/synthetic.py).
       shapes=ml_collections.ConfigDict(dict(train_examples=5000, eval_examples=1000, seed=0,
                                             classes=placeholder(tuple), difficulty='easy')),

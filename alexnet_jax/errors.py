@@ -35,7 +35,7 @@ class UnreadableCheckpointError(CheckpointError):
 
 
 class DiskFullError(AlexNetError, OSError):
-  """The disk of the workdir is full: a checkpoint could not be saved."""
+  """The disk of the workdir is full: a checkpoint (or a log) could not be written."""
 
 
 class WorkdirError(AlexNetError, OSError):

@@ -64,12 +64,14 @@ class MetricsWriter:
                 if enabled else None)
 
   def truncate_after(self, step: int) -> None:
-    """Drops metrics.jsonl lines logged after `step`: a resumed run logs those
-    steps again. (TensorBoard event files are append-only: there the steps
-    run twice show twice.)"""
+    """Drops metrics.jsonl lines logged after `step`, and the ten-crop evaluation at
+    `step`: a resumed run logs those again (the ten crops come after the last step, so a
+    run resumed at its end repeats them). TensorBoard event files are append-only:
+    there the steps run twice show twice."""
     if not self.enabled or not os.path.exists(self.path):
       return
-    kept = [row for row in rundir.read_metrics(self.workdir) if row['step'] <= step]
+    kept = [row for row in rundir.read_metrics(self.workdir) if row['step'] < step or (
+        row['step'] == step and not any(k.startswith('eval_ten_crop_') for k in row))]
     rundir.atomic_write(self.path, lambda f: f.writelines(json.dumps(row) + '\n' for row in kept))
 
   def write(self, step: int, values: dict) -> None:

@@ -81,3 +81,18 @@ def test_hparams_hold_the_config(workdir):
   assert hparams['dataset'].string_value == 'shapes'
   assert hparams['model.fc_features'].number_value == 1024
   assert hparams['plateau.patience'].number_value == 3
+
+
+def test_truncate_after_keeps_what_a_resume_does_not_log_again(tmp_path):
+  """Rows after the resumed step go, and so does the ten-crop row at it: a run resumed at
+  its end evaluates the ten crops again (a second copy would skew every reader)."""
+  writer = metrics.MetricsWriter(str(tmp_path))
+  rows = [{'step': 1, 'train_loss': 2.0}, {'step': 2, 'eval_top1_error': 0.5},
+          {'step': 2, 'eval_ten_crop_top1_error': 0.4}, {'step': 3, 'train_loss': 1.0}]
+  for row in rows:
+    writer.write(row['step'], {k: v for k, v in row.items() if k != 'step'})
+  writer.truncate_after(2)
+  assert rundir.read_metrics(str(tmp_path)) == rows[:2]
+  writer.truncate_after(1)
+  assert rundir.read_metrics(str(tmp_path)) == rows[:1]
+  writer.close()

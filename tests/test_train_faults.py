@@ -33,10 +33,10 @@ from alexnet_jax import errors
 from alexnet_jax import rundir
 from alexnet_jax import train
 
-# A narrow network, 16 steps of 16 images: checkpoints at 2, 4, ..., 16 (the
-# latest 3 and the best kept), evaluations at 4, 8, 12, 16.
+# A narrow network, 16 steps of 16 images: checkpoints at 4, 8, 12, 16 (the latest
+# 3 kept, and the best of the evaluations at 8 and 16 among them).
 STEPS = 16
-FAULTS = {'num_train_steps': STEPS, 'checkpoint_every_steps': 2, 'eval_every_steps': 4,
+FAULTS = {'num_train_steps': STEPS, 'checkpoint_every_steps': 4, 'eval_every_steps': 8,
           'batch_size': 16, 'model.conv_features': (16, 32, 32, 32, 32),
           'model.fc_features': 64}
 # The orbax suffix of a save in progress.
@@ -68,9 +68,8 @@ def _copy(reference, tmp_path):
 
 
 def _damage(workdir, step):
-  """Truncates the largest file of checkpoint `step` to half (a conv or fc kernel's
-  data), as a host crash or a full disk in the middle of its write leaves it; returns
-  its path."""
+  """Truncates the largest file of checkpoint `step` (arrays' data) to half, as a host
+  crash or a full disk in the middle of its write leaves it; returns its path."""
   files = [p for p in pathlib.Path(workdir, 'checkpoints', str(step)).rglob('*') if p.is_file()]
   largest = max(files, key=lambda p: p.stat().st_size)
   os.truncate(largest, largest.stat().st_size // 2)
@@ -104,7 +103,7 @@ def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_befor
   """The issue's case through the real command: the newest checkpoint truncated, the
   same command run again."""
   workdir = _copy(reference, tmp_path)
-  assert checkpoint.all_steps(workdir)[-3:] == [STEPS - 4, STEPS - 2, STEPS]
+  assert checkpoint.all_steps(workdir) == [STEPS - 8, STEPS - 4, STEPS]
   damaged = _damage(workdir, STEPS)
   damaged_size = damaged.stat().st_size
   done = run_main(workdir, small_flags(data_dir, **FAULTS))
@@ -116,9 +115,9 @@ def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_befor
                      done.stderr)
   assert notice, done.stderr[-3000:]
   assert notice[1] == os.path.join(workdir, 'checkpoints')
-  assert int(notice[2]) == STEPS and notice[4] == moved and int(notice[5]) == STEPS - 2
+  assert int(notice[2]) == STEPS and notice[4] == moved and int(notice[5]) == STEPS - 4
   assert 'OUT_OF_RANGE' in notice[3] or 'DATA_LOSS' in notice[3], notice[3]
-  assert f'Resumed from the checkpoint at step {STEPS - 2}' in done.stderr
+  assert f'Resumed from the checkpoint at step {STEPS - 4}' in done.stderr
   # Moved, not deleted: the damaged file is there as it was, and orbax lists the
   # step saved again, not the folder set aside.
   moved_file = pathlib.Path(moved) / damaged.relative_to(
@@ -153,12 +152,12 @@ def test_readers_name_an_unreadable_step_and_skip_it_for_latest_and_best(referen
   with pytest.raises(errors.UnreadableCheckpointError,
                      match=rf'^The checkpoint at step {STEPS} in \S+ cannot be read \('):
     rundir.open_run(workdir, STEPS)
-  assert rundir.open_run(workdir, 'latest').step == STEPS - 2
+  assert rundir.open_run(workdir, 'latest').step == STEPS - 4
   assert f'Skipping the checkpoint at step {STEPS} in ' in caplog.text
   # 'best' passes on to the next best when the best cannot be read.
   workdir = _copy(reference, tmp_path / 'best')
   best = checkpoint.best_steps(workdir)
-  assert len(best) >= 2  # two evaluated checkpoints kept: the best and the last
+  assert sorted(best) == [STEPS - 8, STEPS]
   _damage(workdir, best[0])
   caplog.clear()
   assert rundir.open_run(workdir, 'best').step == best[1]
@@ -204,7 +203,6 @@ def test_killed_at_random_moments_ends_bitwise_equal(data_dir, reference, tmp_pa
     if kills == 8:
       break
   assert kills == 8, [p.read_text()[-2000:] for p in tmp_path.glob('attempt*.log')]
-  print(f"SOAK {kills} kills, {in_saves} inside saves")
   assert in_saves >= 2, in_saves
   done = run_main(workdir, flags)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -246,9 +244,9 @@ def test_full_disk_stops_with_one_paragraph_and_keeps_the_checkpoints(data_dir, 
   real disk fails."""
   mount = tmp_path / 'small'
   mount.mkdir()
-  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1500k', 'tmpfs', str(mount)],
-                           capture_output=True)
-  if mounted.returncode == 0:
+  if shutil.which('mount') and subprocess.run(
+      ['mount', '-t', 'tmpfs', '-o', 'size=1500k', 'tmpfs', str(mount)],
+      capture_output=True).returncode == 0:
     try:
       workdir = str(mount / 'run')
       result = run_main(workdir, small_flags(data_dir, **{

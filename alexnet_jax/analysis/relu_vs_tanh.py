@@ -185,7 +185,7 @@ def read_curve(path: str) -> list[float]:
 def load_training_set(dataset: str, data_dir: str, image_size: int = 32,
                       shapes_examples: int = 5000) -> tuple[np.ndarray, np.ndarray, int]:
   """(images, labels, classes) of the training split of 'cifar10' (TFDS, downloads once) or
-  'shapes' (the offline stand-in: the hard set, 16 shapes in any colour, rendered at
+  'shapes' (the offline stand-in: the hard set, 12 shapes in any colour, rendered at
   `image_size`).
 
   images: float32 (N, S, S, 3), pixels minus the mean image, / PIXEL_SCALE; labels: int32 (N,).

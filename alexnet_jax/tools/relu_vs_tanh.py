@@ -18,7 +18,7 @@ then writes everything and stops with an error naming the end to extend
 (--allow_edge turns that into a warning, for quick checks).
 
 CIFAR-10 comes from TFDS (internet once) and is kept as raw pixels, losslessly.
-The offline default, 'shapes', is the hard embedded set (16 shapes in any
+The offline default, 'shapes', is the hard embedded set (12 shapes in any
 colour, alexnet_jax/data/synthetic.py) rendered at 32x32 (--shapes_examples
 training images); the paper gives no figure for it.
 """
