@@ -202,8 +202,9 @@ def _preprocessing(run: rundir.TrainedRun) -> dict:
           'mean_file': fields.mean_file if caffe else None}
 
 
-def make_ensemble_predict(runs: Sequence[rundir.TrainedRun], mesh: jax.sharding.Mesh):
-  """predict(params_list, images) -> (N, classes): the members' softmax outputs averaged.
+def ensemble_predict_fn(runs: Sequence[rundir.TrainedRun], mesh: jax.sharding.Mesh):
+  """predict(params_list, images) -> (N, classes): the members' softmax outputs averaged
+  (not jitted, for use inside other steps; `make_ensemble_predict` jits it).
 
   Section 6: "averaging the predictions of" several CNNs; each member's own
   prediction is `steps.predict_fn`'s (ten crops averaged first).
@@ -214,7 +215,12 @@ def make_ensemble_predict(runs: Sequence[rundir.TrainedRun], mesh: jax.sharding.
     probs = [step(params, images) for step, params in zip(member_steps, params_list)]
     return jnp.mean(jnp.stack(probs), axis=0)
 
-  return compilation.jit(predict)
+  return predict
+
+
+def make_ensemble_predict(runs: Sequence[rundir.TrainedRun], mesh: jax.sharding.Mesh):
+  """`ensemble_predict_fn`, jitted."""
+  return compilation.jit(ensemble_predict_fn(runs, mesh))
 
 
 def evaluate(runs: Sequence[rundir.TrainedRun], split: str = 'validation', *,
@@ -256,7 +262,7 @@ def evaluate(runs: Sequence[rundir.TrainedRun], split: str = 'validation', *,
   result = {'model': steps.evaluate(steps.make_eval_step(first.model, mesh), params[0], mesh,
                                     batches('model'))}
   if len(runs) > 1:
-    predict = make_ensemble_predict(runs, mesh)
+    predict = ensemble_predict_fn(runs, mesh)
     ensemble_step = compilation.jit(lambda ps, batch: steps.error_sums(
         predict(ps, batch['image']), batch['label'], batch['mask']))
     result['ensemble'] = steps.evaluate(ensemble_step, params, mesh,

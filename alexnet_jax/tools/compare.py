@@ -2,7 +2,8 @@ r"""Compares finished runs: seed groups, differences to a baseline with 95% inte
 
   python -m alexnet_jax.tools.compare --workdirs=/tmp/abl/baseline,/tmp/abl/no_lrn \
       --output=/tmp/abl/compare.md
-  python -m alexnet_jax.tools.compare --workdirs=A,B,C --baseline=B --output=table.md
+  python -m alexnet_jax.tools.compare --workdirs=/tmp/abl/baseline,/tmp/abl/no_lrn \
+      --baseline=/tmp/abl/no_lrn --output=table.md
 
 Prints Markdown tables (`alexnet_jax.analysis.compare`): the runs grouped by
 config (runs that differ only in the seed form one group), each group's last

@@ -14,8 +14,7 @@ faster with ReLUs, tanh needing about 35 epochs). The defaults are the
 paper's setting: 40 epochs, six rates a factor of 2 apart per activation,
 and the 25% threshold, fixed before the run (--threshold). A best rate at
 either end of the grid means a faster one may lie outside it: the program
-then writes everything and stops with an error naming the end to extend
-(--allow_edge turns that into a warning, for quick checks).
+then writes everything and stops with an error naming the end to extend.
 
 CIFAR-10 comes from TFDS (internet once) and is kept as raw pixels, losslessly.
 The offline default, 'shapes', is the hard embedded set (12 shapes in any
@@ -45,8 +44,6 @@ _RATES = flags.DEFINE_list('rates', ['0.0025', '0.005', '0.01', '0.02', '0.04', 
                            'The learning rates swept for each activation.')
 _THRESHOLD = flags.DEFINE_float('threshold', relu_vs_tanh.PAPER_THRESHOLD,
                                 'The training error both nets are timed to (Figure 1: 0.25).')
-_ALLOW_EDGE = flags.DEFINE_bool('allow_edge', False, 'Warn instead of failing when a best rate '
-                                'is the lowest or highest of --rates.')
 _EXAMPLES = flags.DEFINE_integer('shapes_examples', 5000, 'Training images of the stand-in.')
 
 
@@ -91,13 +88,11 @@ def main(argv):
   rundir.write_json(os.path.join(_WORKDIR.value, 'result.json'), result, indent=1)
   print(json.dumps(result))
   if edges:
-    message = ('; '.join(f'{a}: the best rate {sweeps[a].best_rate:g} is the {end} of --rates'
-                         for a, end in edges.items())
-               + f'. A faster rate may lie beyond it: extend --rates past that end (the curves '
-               f'and result.json are in {_WORKDIR.value}).')
-    if not _ALLOW_EDGE.value:
-      raise errors.ConfigError(message)
-    logging.warning('%s', message)
+    raise errors.ConfigError(
+        '; '.join(f'{a}: the best rate {sweeps[a].best_rate:g} is the {end} of --rates'
+                  for a, end in edges.items())
+        + f'. A faster rate may lie beyond it: extend --rates past that end (the curves and '
+        f'result.json are in {_WORKDIR.value}).')
 
 
 if __name__ == '__main__':
