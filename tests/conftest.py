@@ -10,6 +10,7 @@ test_layout.py, test_docs.py, test_notebooks.py, test_release.py.
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -99,6 +100,13 @@ def wait_for_checkpoint(workdir, step, proc, timeout=240):
 def snapshot(workdir):
   return {str(p): (p.stat().st_size, p.stat().st_mtime_ns)
           for p in pathlib.Path(workdir).rglob('*')}
+
+
+def copy_run(workdir, tmp_path) -> str:
+  """A copy of a run's workdir at <tmp_path>/run, to resume or damage without touching it."""
+  copy = str(tmp_path / 'run')
+  shutil.copytree(workdir, copy)
+  return copy
 
 
 # A tiny two-tower run: 4 steps of 32 images, evaluated with the center crop and ten crops.

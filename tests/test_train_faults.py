@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 
+from conftest import copy_run
 from conftest import final_params
 from conftest import read_metrics
 from conftest import run_main
@@ -61,11 +62,6 @@ def reference(data_dir, tmp_path_factory):
   return workdir
 
 
-def _copy(reference, tmp_path):
-  workdir = str(tmp_path / 'run')
-  shutil.copytree(reference, workdir)
-  return workdir
-
 
 def _damage(workdir, step):
   """Truncates the largest file of checkpoint `step` (arrays' data) to half, as a host
@@ -102,7 +98,7 @@ def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_befor
     data_dir, reference, tmp_path):
   """The issue's case through the real command: the newest checkpoint truncated, the
   same command run again."""
-  workdir = _copy(reference, tmp_path)
+  workdir = copy_run(reference, tmp_path)
   assert checkpoint.all_steps(workdir) == [STEPS - 8, STEPS - 4, STEPS]
   damaged = _damage(workdir, STEPS)
   damaged_size = damaged.stat().st_size
@@ -129,7 +125,7 @@ def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_befor
 
 def test_no_readable_checkpoint_stops_with_one_paragraph_and_moves_nothing(data_dir, reference,
                                                                           tmp_path):
-  workdir = _copy(reference, tmp_path)
+  workdir = copy_run(reference, tmp_path)
   steps = checkpoint.all_steps(workdir)
   for step in steps:
     _damage(workdir, step)
@@ -147,7 +143,7 @@ def test_no_readable_checkpoint_stops_with_one_paragraph_and_moves_nothing(data_
 
 def test_readers_name_an_unreadable_step_and_skip_it_for_latest_and_best(reference, tmp_path,
                                                                           caplog):
-  workdir = _copy(reference, tmp_path / 'latest')
+  workdir = copy_run(reference, tmp_path / 'latest')
   _damage(workdir, STEPS)
   with pytest.raises(errors.UnreadableCheckpointError,
                      match=rf'^The checkpoint at step {STEPS} in \S+ cannot be read \('):
@@ -155,7 +151,7 @@ def test_readers_name_an_unreadable_step_and_skip_it_for_latest_and_best(referen
   assert rundir.open_run(workdir, 'latest').step == STEPS - 4
   assert f'Skipping the checkpoint at step {STEPS} in ' in caplog.text
   # 'best' passes on to the next best when the best cannot be read.
-  workdir = _copy(reference, tmp_path / 'best')
+  workdir = copy_run(reference, tmp_path / 'best')
   best = checkpoint.best_steps(workdir)
   assert sorted(best) == [STEPS - 8, STEPS]
   _damage(workdir, best[0])
@@ -168,7 +164,7 @@ def test_damaged_metrics_file_makes_its_checkpoint_unreadable_not_the_workdir(re
                                                                              tmp_path, caplog):
   """Orbax reads every checkpoint's metrics to list them: a damaged metrics file must
   not stop the training manager from listing the others."""
-  workdir = _copy(reference, tmp_path)
+  workdir = copy_run(reference, tmp_path)
   steps = checkpoint.all_steps(workdir)
   metrics_file = pathlib.Path(workdir, 'checkpoints', str(STEPS), 'metrics', 'metrics')
   metrics_file.write_text(metrics_file.read_text()[:10])

@@ -3,8 +3,8 @@ taken, allowed on request (and recorded), and a changed learning rate applies.""
 
 import json
 import os
-import shutil
 
+from conftest import copy_run
 from conftest import read_metrics
 from conftest import small_config
 from conftest import snapshot
@@ -26,11 +26,6 @@ def started(data_dir, tmp_path_factory):
   return workdir
 
 
-def _copy(started, tmp_path):
-  workdir = str(tmp_path / 'run')
-  shutil.copytree(started, workdir)
-  return workdir
-
 
 def _stored_state(workdir, step):
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
@@ -40,7 +35,7 @@ def _stored_state(workdir, step):
 
 def test_changed_batch_size_fails_naming_both_values_and_leaves_workdir(data_dir, started,
                                                                         tmp_path):
-  workdir = _copy(started, tmp_path)
+  workdir = copy_run(started, tmp_path)
   before = snapshot(workdir)
   config = small_config(data_dir, batch_size=16, num_train_steps=FIRST_STEPS + 2)
   with pytest.raises(errors.ConfigError, match='batch_size was 32, now 16') as err:
@@ -50,7 +45,7 @@ def test_changed_batch_size_fails_naming_both_values_and_leaves_workdir(data_dir
 
 
 def test_changed_seed_and_model_are_named_together(data_dir, started, tmp_path):
-  workdir = _copy(started, tmp_path)
+  workdir = copy_run(started, tmp_path)
   config = small_config(data_dir, seed=7, num_train_steps=FIRST_STEPS + 1,
                         **{'model.dropout_rate': 0.25})
   with pytest.raises(errors.ConfigError, match=r'model\.dropout_rate was 0\.5, now 0\.25; '
@@ -59,7 +54,7 @@ def test_changed_seed_and_model_are_named_together(data_dir, started, tmp_path):
 
 
 def test_allowed_change_runs_and_is_kept_beside_the_start(data_dir, started, tmp_path):
-  workdir = _copy(started, tmp_path)
+  workdir = copy_run(started, tmp_path)
   config = small_config(data_dir, batch_size=16, num_train_steps=FIRST_STEPS + 1,
                         allow_config_change=True)
   result = train.train_and_evaluate(config, workdir)
@@ -76,7 +71,7 @@ def test_allowed_change_runs_and_is_kept_beside_the_start(data_dir, started, tmp
 
 def test_changed_learning_rate_applies_after_the_drops_made(data_dir, started, tmp_path):
   """Plateau policy: the new base rate times plateau.factor (0.1) per drop already made."""
-  workdir = _copy(started, tmp_path)
+  workdir = copy_run(started, tmp_path)
   drops = int(_stored_state(workdir, FIRST_STEPS)['plateau']['drops'])
   config = small_config(data_dir, learning_rate=0.05, num_train_steps=FIRST_STEPS + 1)
   train.train_and_evaluate(config, workdir)
