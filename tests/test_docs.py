@@ -90,7 +90,7 @@ SIZE = {
 }
 MOCK_EXAMPLES = 8  # per split, for the TFDS datasets CI cannot download
 MOCKED = ('imagenet2012', 'imagenette', 'cifar10')
-PATH_FLAGS = ('workdir', 'workdirs', 'out', 'output', 'data_dir', 'config.data_dir',
+PATH_FLAGS = ('workdir', 'workdirs', 'baseline', 'out', 'output', 'data_dir', 'config.data_dir',
               'config.init_from', 'weights', 'mean', 'folder')
 
 
