@@ -466,7 +466,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise
     raise checkpoint.disk_full(run.manager, state, config.keep_checkpoints) from e
   finally:  # a save in flight completes even when the run stops on an error
-    run.manager.wait_until_finished()
+    try:
+      run.manager.wait_until_finished()
+    except Exception as e:  # a full disk was reported above, once
+      if not checkpoint.is_disk_full(e):
+        raise
     run.manager.close()
     if run.writer is not None:
       run.writer.close()
