@@ -19,11 +19,11 @@ __version__ = '0.1.0'
 # The oldest versions the package runs on: setup.cfg's install_requires, the
 # environment CI tests them in (.ci/floor-requirements.txt) and the notebooks'
 # first cell say the same. jax 0.6.1 added `jax.shard_map` (parallel.py) and
-# needs jaxlib 0.6.1; orbax-checkpoint 0.11.15 added BestN's
-# keep_checkpoints_without_metrics (checkpoint.py); flax and optax: the oldest
+# needs jaxlib 0.6.1; orbax-checkpoint 0.11.31 added the manager option
+# lightweight_initialize (checkpoint.py's readers); flax and optax: the oldest
 # releases tested, the code uses only their long-stable API.
 FLOORS = {'jax': '0.6.1', 'jaxlib': '0.6.1', 'flax': '0.10.0', 'optax': '0.2.0',
-          'orbax-checkpoint': '0.11.15'}
+          'orbax-checkpoint': '0.11.31'}
 
 
 def _release(version: str) -> tuple[int, ...]:

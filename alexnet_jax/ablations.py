@@ -54,11 +54,14 @@ class Ablation:
     figure: the paper's figure for it.
     apply: changes a config in place; None for a flow rather than a change (finetune:
       experiments/pretrain_conv6.py, then experiments/finetune.py with init_from).
+    any_value: dotted fields the claim is about whatever value `apply` gives them
+      (minus_conv: any middle layer removed).
   """
   name: str
   claim: str
   figure: PaperFigure
   apply: Callable[[ml_collections.ConfigDict], None] | None
+  any_value: tuple[str, ...] = ()
 
 
 def _one_tower(config: ml_collections.ConfigDict) -> None:
@@ -99,7 +102,8 @@ ABLATIONS = {a.name: a for a in [
              'dropout roughly doubles the iterations needed to converge (no error figure).',
              PaperFigure(None, None, UNNAMED_ILSVRC), _set({'model.dropout_rate': 0.0})),
     Ablation('minus_conv', 'Section 7: removing any middle conv layer costs about 2% top-1.',
-             PaperFigure(2.0, None, UNNAMED_ILSVRC), _set({'model.remove_conv': 'conv4'})),
+             PaperFigure(2.0, None, UNNAMED_ILSVRC), _set({'model.remove_conv': 'conv4'}),
+             any_value=('model.remove_conv',)),
     Ablation('cuda_convnet', "cuda-convnet2's released one-GPU ImageNet recipe "
              '(layers/layer-params-imagenet-1gpu.cfg, 2014): LRN alpha / n, biases at twice '
              "the weights' rate without weight decay, the 'dexp' rate schedules; the paper "
@@ -153,11 +157,12 @@ def flatten(config: ml_collections.ConfigDict | dict, prefix: str = '') -> dict[
 def changes(ablation: Ablation, baseline: ml_collections.ConfigDict) -> dict[str, Any]:
   """{dotted field: value} that `ablation` changes in `baseline` (empty: baseline has it).
 
-  A flow (finetune) changes init_from to any run: its value is None here.
+  A value of None stands for any: the fields of `any_value`, and init_from for a flow
+  (finetune: any run to start from).
   """
   if ablation.apply is None:
     return {} if baseline.init_from else {'init_from': None}
   changed = ml_collections.ConfigDict(baseline.to_dict())
   ablation.apply(changed)
   old, new = flatten(baseline), flatten(changed)
-  return {k: v for k, v in new.items() if old[k] != v}
+  return {k: None if k in ablation.any_value else v for k, v in new.items() if old[k] != v}

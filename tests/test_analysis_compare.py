@@ -122,14 +122,17 @@ def test_welch_and_paired_intervals_against_hand_values():
 def test_confounds_are_listed_and_the_paper_not_compared(tmp_path):
   """Lighting off and fewer epochs: the claim is no_lighting, num_epochs a confound, the
   paper's column 'not comparable'. towers=1 without halving the demo's own kernels (footnote
-  2's net) tests no claim: the change is listed as a confound instead."""
+  2's net) tests no claim: the change is listed as a confound instead. Removing conv2 tests
+  section 7's claim as removing conv4 does."""
   narrow = {'model__conv_features': (16, 32, 48, 48, 32)}
   base = _fake_run(tmp_path / 'base', 0.30, **narrow)
   short = _fake_run(tmp_path / 'short', 0.40, input__lighting_std=0.0, num_epochs=4, **narrow)
   wide = _fake_run(tmp_path / 'wide', 0.31, model__towers=1, **narrow)
   half = _fake_run(tmp_path / 'half', 0.31, model__towers=1,
                    model__conv_features=(8, 16, 24, 24, 32))
-  groups = compare.compare([base, short, wide, half])
+  no2 = _fake_run(tmp_path / 'no2', 0.33, model__remove_conv='conv2', **narrow)
+  groups = compare.compare([base, short, wide, half, no2])
+  assert [c.name for c in groups[4].claims] == ['minus_conv']  # any middle layer
   assert [c.name for c in groups[1].claims] == ['no_lighting']
   assert groups[1].confounds == ('num_epochs',)
   assert groups[2].claims == () and groups[2].confounds == ('model.towers',)

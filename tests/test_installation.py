@@ -142,8 +142,8 @@ def test_import_at_the_floor_and_of_nightlies_passes():
   at_floor['jax'] += '.dev20250601'
   result = _import_with_versions(at_floor)
   assert result.returncode == 0, result.stderr
-  old_orbax = _import_with_versions({'orbax-checkpoint': '0.11.14'})
-  assert "needs orbax-checkpoint>=0.11.15, but this environment has orbax-checkpoint 0.11.14" \
+  old_orbax = _import_with_versions({'orbax-checkpoint': '0.11.30'})
+  assert "needs orbax-checkpoint>=0.11.31, but this environment has orbax-checkpoint 0.11.30" \
       in old_orbax.stderr
 
 

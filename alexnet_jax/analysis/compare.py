@@ -276,6 +276,8 @@ def _interval(interval: Interval | None) -> str:
 def _figure(figure: ablations.PaperFigure) -> str:
   def points(v):
     return '—' if v is None else f'{v:+.1f}'
+  if figure.top1 is None and figure.top5 is None:
+    return 'no figure'
   return f'{points(figure.top1)} / {points(figure.top5)} ({figure.data})'
 
 
