@@ -7,12 +7,14 @@ tests/test_tools_<program>.py for a program, and four whole-project files:
 test_layout.py, test_docs.py, test_notebooks.py, test_release.py.
 """
 
+import atexit
 import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import convert_reference
@@ -29,6 +31,22 @@ from alexnet_jax import rundir
 from alexnet_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the session, shared with the programs the tests
+  start (they inherit the environment): the same small network is compiled by dozens of
+  tests and documented commands, and a cached executable is the one XLA would build again.
+  A cache the caller set up is used as it is."""
+  del config
+  if 'JAX_COMPILATION_CACHE_DIR' in os.environ:
+    return
+  cache = tempfile.mkdtemp(prefix='alexnet_jax_test_xla_cache_')
+  atexit.register(shutil.rmtree, cache, ignore_errors=True)
+  os.environ.update({'JAX_COMPILATION_CACHE_DIR': cache,
+                     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'})
+  jax.config.update('jax_compilation_cache_dir', cache)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 DEMO = str(REPO / 'experiments' / 'demo.py')
 STEPS = 12
 

@@ -34,6 +34,7 @@ def _last(workdir, key):
     return [json.loads(line)[key] for line in f if key in json.loads(line)][-1]
 
 
+@pytest.mark.slow
 def test_two_short_runs_compare(tmp_path):
   """A baseline and a no-LRN run of two steps: one run per group, the difference is the runs'
   last logged errors subtracted (in points, no interval from one seed), the claim is no_lrn

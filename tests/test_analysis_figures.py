@@ -87,6 +87,7 @@ def test_curves_mark_the_learning_rate_drops():
   assert drops == [2.0, 3.0]
 
 
+@pytest.mark.slow
 def test_program_writes_every_figure(tmp_path):
   config = config_lib.load('demo')
   config.data_dir = str(tmp_path / 'tfds')

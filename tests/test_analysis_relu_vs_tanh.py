@@ -41,6 +41,7 @@ def test_best_rate_at_the_edge_of_the_grid():
   assert relu_vs_tanh.SweepResult('relu', curves, 0.02).edge is None
 
 
+@pytest.mark.slow
 def test_program_stops_when_a_best_rate_is_at_the_edge(tmp_path):
   """Two rates: every best rate is at an edge, so the program writes its curves and
   result.json, then exits 1 with one error line naming the end to extend."""

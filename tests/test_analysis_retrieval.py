@@ -61,6 +61,7 @@ def _brute_force_precision(queries, candidates, query_labels, candidate_labels, 
   return float(np.mean(hits))
 
 
+@pytest.mark.slow
 def test_codes_retrieve_the_query_class_well_above_chance(tmp_path, monkeypatch):
   """A 16-step demo run already groups colours: 64-bit codes retrieve same-class
   images far above chance (measured 2026-11-28: precision@5 0.205 with codes,

@@ -49,6 +49,7 @@ def results(tmp_path_factory) -> dict:
 @pytest.mark.parametrize('case', [('unknown_flag', m) for m in PROGRAMS] + [
     ('misspelt_config_field', 'alexnet_jax.main'), ('required_data_dir', 'alexnet_jax.main'),
     ('unknown_program', 'alexnet_jax.tools.no_such_program')], ids=lambda c: f'{c[0]}-{c[1]}')
+@pytest.mark.slow
 def test_mistake_gets_one_paragraph_and_status_1_and_writes_nothing(results, case):
   done, folder = results[case]
   words = MISTAKES[case[0]][1]

@@ -517,6 +517,7 @@ def test_iterators_check_their_config(tiny):
     train(config, info, process_count=5)
 
 
+@pytest.mark.slow
 def test_prepare_program_prints_the_statistics(tmp_path):
   """python -m alexnet_jax.tools.prepare: generates the data, computes and prints the statistics."""
   args = ['--config=experiments/demo.py', f'--config.data_dir={tmp_path}',

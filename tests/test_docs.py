@@ -85,7 +85,7 @@ SIZE = {
     'alexnet_jax.tools.retrieval': ['--train_steps=5', '--max_train_examples=16',
                                     '--max_queries=4', '--search_batch_size=8',
                                     '--batch_size=4'],
-    'alexnet_jax.tools.relu_vs_tanh': ['--epochs=1', '--shapes_examples=64'],
+    'alexnet_jax.tools.relu_vs_tanh': ['--epochs=1', '--shapes_examples=64', '--rates=0.01,0.02'],
     'alexnet_jax.tools.bench_input': ['--images=16', '--steps=2', '--batch_size=8'],
 }
 MOCK_EXAMPLES = 8  # per split, for the TFDS datasets CI cannot download

@@ -142,6 +142,7 @@ def _intermediates(model, params, x, **kwargs):
   return state['intermediates']
 
 
+@pytest.mark.slow
 def test_paper_dropout_scales_test_outputs_by_keep_probability():
   """At test time (train=False) the paper's form feeds fc7 and fc8 exactly (1 - rate) times
   the undropped fc6 / fc7 outputs: each one's pre-bias output is 0.5 x (its input's ReLU

@@ -85,7 +85,7 @@ def test_the_floor_is_the_same_everywhere():
   """alexnet_jax.FLOORS = setup.cfg's >= = the pins of CI's floor environment; the pins are above.
 
   The floor environment (.ci/run) installs .ci/floor-requirements.txt with
-  requirements.txt's other pins: pytest comes from the test extra.
+  requirements.txt's other pins: pytest and pytest-xdist come from the test extra.
   """
   floors = {name: Version(v) for name, v in alexnet_jax.FLOORS.items()}
   declared = selected(setup_cfg_requirements('options', 'install_requires'), LINUX)
@@ -93,9 +93,9 @@ def test_the_floor_is_the_same_everywhere():
     (spec,) = declared[name].specifier
     assert (spec.operator, Version(spec.version)) == ('>=', floor), name
   tested = {r.name: r for r in floor_requirements_txt()}
-  (pytest_pin,) = [r for r in setup_cfg_requirements('options.extras_require', 'test')
-                   if r.name == 'pytest']
-  assert tested.pop('pytest').specifier == pytest_pin.specifier
+  extra = {r.name: r for r in setup_cfg_requirements('options.extras_require', 'test')}
+  for name in ('pytest', 'pytest-xdist'):
+    assert tested.pop(name).specifier == extra[name].specifier, name
   assert {name: Version(str(r.specifier).removeprefix('==')) for name, r in tested.items()} \
       == floors
   pinned = selected(requirements_txt(), LINUX)

@@ -276,6 +276,7 @@ def test_evaluate_adds_every_batch():
 # ---------------------------------------------------------------------------
 # The training loop (tiny network on the embedded dataset).
 
+@pytest.mark.slow
 def test_consecutive_steps_use_different_dropout_masks(data_dir, tmp_path, monkeypatch):
   """Two steps of the training loop drop different units of fc6 and fc7.
 
@@ -311,6 +312,7 @@ def test_consecutive_steps_use_different_dropout_masks(data_dir, tmp_path, monke
     assert agree < 0.75, (unit, agree)  # independent masks at rate 0.5 agree on about half
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore:overflow encountered in cast:RuntimeWarning')
 def test_save_refuses_parameters_that_overflowed(data_dir, tmp_path):
   """An update that overflows while the loss is still finite stops the run unsaved.

@@ -80,6 +80,7 @@ def test_first_cell_stops_on_a_jax_older_than_the_floor(name):
   assert out.strip().endswith('imported: []')
 
 
+@pytest.mark.slow
 def test_quickstart_trains_evaluates_and_draws(tmp_path, monkeypatch):
   notebook = execute('quickstart.ipynb', tmp_path, monkeypatch)
   code = [c for c in notebook.cells if c.cell_type == 'code']
@@ -92,6 +93,7 @@ def test_quickstart_trains_evaluates_and_draws(tmp_path, monkeypatch):
       'curves.png', 'kernels.json', 'kernels.png', 'neighbours.png', 'predictions.png']
 
 
+@pytest.mark.slow
 def test_explore_classifies_and_retrieves(tmp_path, monkeypatch):
   notebook = execute('explore.ipynb', tmp_path, monkeypatch)
   code = [c for c in notebook.cells if c.cell_type == 'code']

@@ -136,16 +136,19 @@ def checks(runs):
 # ---------------------------------------------------------------------------
 # 1. Equivalence across meshes.
 
+@pytest.mark.slow
 def test_worker_had_eight_devices(checks):
   assert checks['devices'] == 8
 
 
+@pytest.mark.slow
 def test_dropout_is_active(checks):
   """The equivalence below is with dropout on: another key gives another loss."""
   plain = checks['plain']
   assert abs(plain['loss'] - plain['loss_other_dropout_key']) > 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mesh', MESHES)
 def test_train_step_matches_plain_single_device_step(checks, mesh):
   """Loss, new parameters, parameter updates (new - old) and velocity after one step
@@ -158,6 +161,7 @@ def test_train_step_matches_plain_single_device_step(checks, mesh):
   assert r['updates_rel_beyond_rounding'] < TOL, r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mesh', MESHES)
 def test_train_step_keeps_state_sharding(checks, mesh):
   """The new parameters come back with the input sharding (tower axis over 'model'), so
@@ -165,6 +169,7 @@ def test_train_step_keeps_state_sharding(checks, mesh):
   assert checks['equivalence'][mesh]['out_shardings_kept']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('crops', ['1', '10'])
 @pytest.mark.parametrize('mesh', MESHES)
 def test_eval_step_sums_match_numpy(checks, mesh, crops):
@@ -250,6 +255,7 @@ def _local_param_elements(model: AlexNet, model_devices: int) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(shapes)) // model_devices
 
 
+@pytest.mark.slow
 def test_cross_tower_collectives_are_the_four_gathers_and_their_transposes(checks):
   model = AlexNet(**SMALL)
   collectives = checks['collectives']
@@ -263,6 +269,7 @@ def test_cross_tower_collectives_are_the_four_gathers_and_their_transposes(check
   assert all(c['axes'] == ['data'] for c in big if c['op'] == 'all-reduce')
 
 
+@pytest.mark.slow
 def test_communication_check_flags_a_tower_gathered_elsewhere(checks):
   """A deliberately wrong network whose conv4 also reads the other tower (an extra
   all-gather of conv3's output, the same shape as the legitimate gather before conv3)
@@ -309,6 +316,7 @@ def test_hlo_replica_group_formats():
 
 @pytest.mark.parametrize('tree', ['params', 'velocity', 'params_after_step',
                                   'velocity_after_step'])
+@pytest.mark.slow
 def test_each_device_holds_one_tower(checks, tree):
   leaves = checks['memory'][tree]
   assert len(leaves) == 16  # kernel and bias of conv1-5, fc6-8
@@ -331,6 +339,7 @@ def test_each_device_holds_one_tower(checks, tree):
 # ---------------------------------------------------------------------------
 # 4. Two processes (jax.distributed on CPU, gloo) against one.
 
+@pytest.mark.slow
 def test_two_processes_match_one(runs):
   members, ref_losses = runs['members'], runs['checks']['mp_reference_losses']
   assert [m['process_count'] for m in members] == [2, 2]
@@ -383,6 +392,7 @@ def test_model_minus_one_pairs_devices_when_it_can():
   assert parallel.mesh_shape(None, None, 8, towers=1) == (8, 1)
 
 
+@pytest.mark.slow
 def test_mesh_errors_with_eight_devices(checks):
   errors = checks['errors']
   assert '10 rows' in errors['shard_batch_10_rows_data_4']

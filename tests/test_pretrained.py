@@ -257,6 +257,7 @@ def test_the_published_file_gets_no_warning(files, monkeypatch):
   assert pretrained.sha1_warning(files['v2']) is None
 
 
+@pytest.mark.slow
 def test_npz_round_trip(tmp_path, workdir, weights):
   """import -> --to=npz (Caffe/PyTorch grouped layout) -> --from=npz gives identical params."""
   npz = str(tmp_path / 'alexnet.npz')
@@ -286,6 +287,7 @@ assert not [m for m in sys.modules if m.split('.')[0] == 'alexnet_jax'], 'import
 '''
 
 
+@pytest.mark.slow
 def test_stablehlo_export_runs_with_plain_jax(tmp_path, workdir, images, converted):
   """--to=stablehlo: a fresh process that never imports alexnet_jax gets the model's
   probabilities for batch sizes 1 and 7 (one export: the batch is symbolic)."""

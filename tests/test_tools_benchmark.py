@@ -105,6 +105,7 @@ def _table(stdout):
   return [dict(zip(keys, (v.strip() for v in line.strip('|').split('|')))) for line in lines[2:]]
 
 
+@pytest.mark.slow
 def test_benchmark_program_tiny_config(tmp_path):
   """--config with a tiny network, 1 step: one row whose GFLOP/s is 6 x macs x batch / step."""
   path = tmp_path / 'tiny.py'
@@ -154,6 +155,7 @@ def test_benchmark_with_torch(tmp_path):
   assert len(re.findall(r'\d+', rows[1]['step ms (each round)'].split('(')[1])) == 2
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run(tmp_path):
   """benchmarks/gpu_benchmark.py --tiny on CPU: every (step, precision, batch) row, no TF/torch."""
   output = tmp_path / 'gpu.md'

@@ -39,6 +39,7 @@ def test_features_are_the_networks_fc7_in_split_order(tiny_run, tiny_info, split
   assert np.ptp(fc7, axis=0).max() > 1e-3  # not vacuous: the features differ between images
 
 
+@pytest.mark.slow
 def test_program_shards_concatenate_to_the_split(tiny_run, tiny_info, tmp_path):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
   out_file = str(tmp_path / 'out' / 'val.npz')

@@ -112,7 +112,8 @@ def test_loss_decreases(data_dir, tmp_path):
   assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.1
 
 
-@pytest.mark.parametrize('storage', ['jpeg', pytest.param('raw', marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('storage', ['jpeg', 'raw'])
 def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path, storage):
   """SIGKILL after the step-6 checkpoint, rerun the same command: same parameters as never
   stopping. With input.storage='raw' (the same images, decoded once) too: the same
@@ -142,6 +143,7 @@ def test_kill_and_resume_is_bitwise_equal(data_dir, uninterrupted, tmp_path, sto
   assert steps == list(range(1, STEPS + 1))
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   """Saved, exit status 3 (not 0: it did not finish) and a last line that says so; the same
   command with a lower learning rate then resumes and finishes, the new rate applied after
@@ -172,6 +174,7 @@ def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   assert os.path.exists(os.path.join(workdir, f'config_from_step_{last}.json'))
 
 
+@pytest.mark.slow
 def test_shape_mismatch_fails_clearly_and_leaves_workdir(data_dir, uninterrupted, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(uninterrupted[0], workdir)
@@ -235,6 +238,7 @@ def test_missing_dataset(tmp_path):
   assert 'nowhere' in result.stderr and 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_one_tower_each_match_one_process(uninterrupted, tmp_path):
   """The multi-machine path: jax.distributed on 127.0.0.1, one CPU device per
   process, mesh.model=2 (tower 0 in process 0, tower 1 in process 1), both

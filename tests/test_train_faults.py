@@ -3,8 +3,8 @@ a full disk), SIGKILL at any moment (inside a save too), and a full disk.
 
 The resumed runs are compared with one that met no fault: same parameters,
 bitwise (CPU), and the same metrics.jsonl (but for images_per_sec, a timing).
-The runs of `python -m alexnet_jax.main` here share JAX's persistent
-compilation cache, so that only the first compiles the steps.
+The runs of `python -m alexnet_jax.main` here share the session's persistent
+compilation cache (conftest.py), so that only the first compiles the steps.
 """
 
 import errno
@@ -42,15 +42,6 @@ FAULTS = {'num_train_steps': STEPS, 'checkpoint_every_steps': 4, 'eval_every_ste
           'model.fc_features': 64}
 # The orbax suffix of a save in progress.
 PARTIAL = '.orbax-checkpoint-tmp'
-
-
-@pytest.fixture(scope='module', autouse=True)
-def compilation_cache(tmp_path_factory):
-  """The programs this module starts compile the same steps: once, into a shared cache."""
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setenv('JAX_COMPILATION_CACHE_DIR', str(tmp_path_factory.mktemp('jax_cache')))
-    patch.setenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
-    yield
 
 
 @pytest.fixture(scope='module')
@@ -94,6 +85,7 @@ def _error_paragraph(stderr):
   return last
 
 
+@pytest.mark.slow
 def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_before(
     data_dir, reference, tmp_path):
   """The issue's case through the real command: the newest checkpoint truncated, the
@@ -123,6 +115,7 @@ def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_befor
   _assert_same_run(workdir, reference)
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_stops_with_one_paragraph_and_moves_nothing(data_dir, reference,
                                                                           tmp_path):
   workdir = copy_run(reference, tmp_path)
@@ -141,6 +134,7 @@ def test_no_readable_checkpoint_stops_with_one_paragraph_and_moves_nothing(data_
   assert snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_readers_name_an_unreadable_step_and_skip_it_for_latest_and_best(reference, tmp_path,
                                                                           caplog):
   workdir = copy_run(reference, tmp_path / 'latest')
@@ -160,6 +154,7 @@ def test_readers_name_an_unreadable_step_and_skip_it_for_latest_and_best(referen
   assert f'Skipping the checkpoint at step {best[0]} in ' in caplog.text
 
 
+@pytest.mark.slow
 def test_damaged_metrics_file_makes_its_checkpoint_unreadable_not_the_workdir(reference,
                                                                              tmp_path, caplog):
   """Orbax reads every checkpoint's metrics to list them: a damaged metrics file must
@@ -232,6 +227,7 @@ def _kill_at_random(proc, workdir, log, rng, in_save, timeout=240):
   return False
 
 
+@pytest.mark.slow
 def test_full_disk_stops_with_one_paragraph_and_keeps_the_checkpoints(data_dir, tmp_path,
                                                                       monkeypatch):
   """On a small filesystem the test mounts (a 1.5 MB tmpfs, root only), the command

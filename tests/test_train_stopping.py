@@ -12,6 +12,7 @@ from conftest import small_config
 from conftest import small_flags
 from conftest import wait_for_checkpoint
 import numpy as np
+import pytest
 
 from alexnet_jax import checkpoint
 from alexnet_jax import cli
@@ -37,6 +38,7 @@ def _finish(procs, timeout=240):
       p.kill()
 
 
+@pytest.mark.slow
 def test_two_processes_signalled_at_different_steps_save_one_step_and_resume_exactly(
     data_dir, tmp_path):
   """SIGINT to process 0, then a second later SIGTERM to process 1: both stop at

@@ -64,6 +64,7 @@ def _flat(tree):
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+@pytest.mark.slow
 def test_init_from_restores_exactly_the_matching_parameters(tmp_path):
   """A conv6 net on 4 new classes from a conv6-less 6-class run: conv1-conv5, fc6 and fc7 come
   from the source leaf by leaf; conv6 (absent there) and fc8 (another class count) keep this
