@@ -175,8 +175,10 @@ def config_in_force(workdir: str, step: int | None = None) -> tuple[str, dict] |
 
   config.json (the run's start) or, when a resume changed the config
   (`allow_config_change`), the latest config_from_step_<N>.json with N <= step;
-  None when the workdir has neither.
+  None when the workdir has neither or does not exist.
   """
+  if not os.path.isdir(workdir):
+    return None
   prefix, suffix = CONFIG_FROM_STEP.split('{step}')
   candidates = {0: CONFIG_FILE}
   for name in os.listdir(workdir):
@@ -195,8 +197,9 @@ def read_config(workdir: str, step: int | None = None) -> ml_collections.ConfigD
   """The config in force at checkpoint `step` (`config_in_force`) as a ConfigDict."""
   found = config_in_force(workdir, step)
   if found is None:
+    what = 'it has no config.json' if os.path.isdir(workdir) else 'there is no such folder'
     raise errors.CheckpointError(
-        f'{workdir} is not a training run: it has no config.json. Give the --workdir of a run '
+        f'{workdir} is not a training run: {what}. Give the --workdir of a run '
         'made by python -m alexnet_jax.main (or alexnet_jax.tools.convert).')
   name, values = found
   config = config_lib.base_config()

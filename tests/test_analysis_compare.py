@@ -184,9 +184,15 @@ def test_runs_on_different_data_are_refused_and_nothing_is_written(tmp_path):
 
 
 def test_not_a_run_is_a_workdir_error(tmp_path):
+  """A folder without config.json, a --baseline or run that does not exist, a run that has
+  not evaluated: each named, no traceback."""
   base = _fake_run(tmp_path / 'base', 0.3)
   with pytest.raises(errors.CheckpointError, match='no config.json'):
     compare.compare([base, str(tmp_path)])
+  missing = str(tmp_path / 'no_such_run')
+  with pytest.raises(errors.CheckpointError, match=f'{missing} is not a training run: there '
+                     'is no such folder'):
+    compare.compare([base], baseline=missing)
   started = _fake_run(tmp_path / 'started', 0.3, seed=1)
   os.remove(os.path.join(started, 'metrics.jsonl'))
   with pytest.raises(errors.WorkdirError, match='no metrics.jsonl'):

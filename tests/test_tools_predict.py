@@ -99,6 +99,7 @@ def test_program_prints_five_classes_per_file(tiny_run, photos):
     assert line.split(None, 1)[1].startswith(name) and line.split()[0] == f'{p:.2%}'
 
 
+@pytest.mark.slow
 def test_program_prints_wnids_and_distinct_names_of_a_converted_network(bvlc_run, photos):
   """A converted ImageNet network: probability, wnid, readable name, index on each line."""
   out = run_program(f'--workdir={bvlc_run.workdir}', photos['wide.png'])

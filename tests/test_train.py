@@ -195,6 +195,7 @@ def test_shape_mismatch_error_in_library(data_dir, uninterrupted, tmp_path):
         small_config(data_dir, **{'model.conv_features': (32, 128, 192, 192, 128)}), workdir)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
   """The rate jumps to 1e12 at step 4: the loss blows up after the step-3 checkpoint."""
   workdir = str(tmp_path)

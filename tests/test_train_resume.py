@@ -53,6 +53,7 @@ def test_changed_seed_and_model_are_named_together(data_dir, started, tmp_path):
     train.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_allowed_change_runs_and_is_kept_beside_the_start(data_dir, started, tmp_path):
   workdir = copy_run(started, tmp_path)
   config = small_config(data_dir, batch_size=16, num_train_steps=FIRST_STEPS + 1,
