@@ -31,6 +31,8 @@ from alexnet_jax import rundir
 from alexnet_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+DEMO = str(REPO / 'experiments' / 'demo.py')
+STEPS = 12
 
 
 def pytest_configure(config):
@@ -47,8 +49,6 @@ def pytest_configure(config):
                      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'})
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-DEMO = str(REPO / 'experiments' / 'demo.py')
-STEPS = 12
 
 
 def small_overrides(data_dir, **overrides):
