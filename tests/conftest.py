@@ -7,7 +7,6 @@ tests/test_tools_<program>.py for a program, and four whole-project files:
 test_layout.py, test_docs.py, test_notebooks.py, test_release.py.
 """
 
-import atexit
 import json
 import os
 import pathlib
@@ -40,11 +39,10 @@ def pytest_configure(config):
   start (they inherit the environment): the same small network is compiled by dozens of
   tests and documented commands, and a cached executable is the one XLA would build again.
   A cache the caller set up is used as it is."""
-  del config
   if 'JAX_COMPILATION_CACHE_DIR' in os.environ:
     return
   cache = tempfile.mkdtemp(prefix='alexnet_jax_test_xla_cache_')
-  atexit.register(shutil.rmtree, cache, ignore_errors=True)
+  config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
   os.environ.update({'JAX_COMPILATION_CACHE_DIR': cache,
                      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'})
   jax.config.update('jax_compilation_cache_dir', cache)

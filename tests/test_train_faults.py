@@ -34,6 +34,9 @@ from alexnet_jax import errors
 from alexnet_jax import rundir
 from alexnet_jax import train
 
+# Every test here starts programs or shares `reference`, a run of one: the slow tier.
+pytestmark = pytest.mark.slow
+
 # A narrow network, 16 steps of 16 images: checkpoints at 4, 8, 12, 16 (the latest
 # 3 kept, and the best of the evaluations at 8 and 16 among them).
 STEPS = 16
@@ -85,7 +88,6 @@ def _error_paragraph(stderr):
   return last
 
 
-@pytest.mark.slow
 def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_before(
     data_dir, reference, tmp_path):
   """The issue's case through the real command: the newest checkpoint truncated, the
@@ -115,7 +117,6 @@ def test_unreadable_latest_is_moved_aside_and_the_run_resumes_from_the_one_befor
   _assert_same_run(workdir, reference)
 
 
-@pytest.mark.slow
 def test_no_readable_checkpoint_stops_with_one_paragraph_and_moves_nothing(data_dir, reference,
                                                                           tmp_path):
   workdir = copy_run(reference, tmp_path)
@@ -134,7 +135,6 @@ def test_no_readable_checkpoint_stops_with_one_paragraph_and_moves_nothing(data_
   assert snapshot(workdir) == before
 
 
-@pytest.mark.slow
 def test_readers_name_an_unreadable_step_and_skip_it_for_latest_and_best(reference, tmp_path,
                                                                           caplog):
   workdir = copy_run(reference, tmp_path / 'latest')
@@ -154,7 +154,6 @@ def test_readers_name_an_unreadable_step_and_skip_it_for_latest_and_best(referen
   assert f'Skipping the checkpoint at step {best[0]} in ' in caplog.text
 
 
-@pytest.mark.slow
 def test_damaged_metrics_file_makes_its_checkpoint_unreadable_not_the_workdir(reference,
                                                                              tmp_path, caplog):
   """Orbax reads every checkpoint's metrics to list them: a damaged metrics file must
@@ -171,7 +170,6 @@ def test_damaged_metrics_file_makes_its_checkpoint_unreadable_not_the_workdir(re
     rundir.open_run(workdir, STEPS)
 
 
-@pytest.mark.slow
 def test_killed_at_random_moments_ends_bitwise_equal(data_dir, reference, tmp_path):
   """SIGKILL eight times at seeded moments, every other one aimed inside a checkpoint
   save (a save at every step), and once a torn last line of metrics.jsonl (what a kill
@@ -227,7 +225,6 @@ def _kill_at_random(proc, workdir, log, rng, in_save, timeout=240):
   return False
 
 
-@pytest.mark.slow
 def test_full_disk_stops_with_one_paragraph_and_keeps_the_checkpoints(data_dir, tmp_path,
                                                                       monkeypatch):
   """On a small filesystem the test mounts (a 1.5 MB tmpfs, root only), the command
