@@ -7,7 +7,7 @@ of 72x72 images, every part of the paper's recipe) on 'shapes' with
 input.shapes.difficulty='hard' (alexnet_jax/data/synthetic.py: 12 outlines,
 the hue drawn independently of the class, turned up to 20 degrees, over
 textured backgrounds with clutter and an occluding patch; 5,000 training /
-1,000 validation images), for 48 epochs, evaluated once per epoch. The
+1,000 validation images), for 64 epochs, evaluated once per epoch. The
 plateau schedule (section 5) keeps the demo's patience of 3 evaluations and
 does not drop the rate before the error leaves chance (plateau.max_error).
 On the 'easy' set of experiments/demo.py colour alone narrows a class to 4
@@ -30,6 +30,6 @@ from alexnet_jax.experiments import demo
 def get_config():
   config = demo.get_config()
   config.input.shapes.difficulty = 'hard'
-  config.num_epochs = 48
+  config.num_epochs = 64
   config.plateau.max_error = 0.85  # no drop before the error leaves chance (11/12 = 0.917)
   return config
