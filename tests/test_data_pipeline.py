@@ -418,6 +418,15 @@ def test_eval_center_crop_matches_numpy(tiny):
   np.testing.assert_allclose(batch['image'], ref, atol=1e-4)
 
 
+def _tf_data_iterator(stream) -> weakref.ref:
+  """A weak reference to the tf.data iterator behind a stream (a generator over
+  `as_numpy_iterator()`), found by its public type among what the numpy iterator holds."""
+  numpy_iterator = stream.gi_yieldfrom
+  held = [v for v in gc.get_referents(numpy_iterator) if isinstance(v, tf.data.Iterator)]
+  assert len(held) == 1, held
+  return weakref.ref(held[0])
+
+
 def test_closed_or_exhausted_streams_release_their_tf_data_iterator(tiny):
   """Without waiting for the cycle collector, which may only run at interpreter exit."""
   config, info = tiny
@@ -425,12 +434,12 @@ def test_closed_or_exhausted_streams_release_their_tf_data_iterator(tiny):
   try:
     stream = train(config, info)
     next(stream)
-    owned = weakref.ref(stream.gi_yieldfrom._iterator)  # NumpyIterator -> OwnedIterator
+    owned = _tf_data_iterator(stream)
     stream.close()
     assert owned() is None
     stream = evaluate(config, info)
     next(stream)
-    owned = weakref.ref(stream.gi_yieldfrom._iterator)
+    owned = _tf_data_iterator(stream)
     assert sum(1 for _ in stream) == -(-N_VAL // config.batch_size) - 1
     assert owned() is None
   finally:
