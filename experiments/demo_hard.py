@@ -32,5 +32,7 @@ def get_config():
   config = demo.get_config()
   config.input.shapes.difficulty = 'hard'
   config.num_epochs = 64
-  config.plateau.max_error = 0.85  # no drop before the error leaves chance (11/12 = 0.917)
+  # No drop before the error leaves chance: 11/12 = 0.917 here, 5/6 = 0.833 for the 6-class
+  # transfer runs (experiments/pretrain_conv6.py:demo, finetune.py:demo).
+  config.plateau.max_error = 0.75
   return config

@@ -90,8 +90,8 @@ SIZE = {
 }
 MOCK_EXAMPLES = 8  # per split, for the TFDS datasets CI cannot download
 MOCKED = ('imagenet2012', 'imagenette', 'cifar10')
-PATH_FLAGS = ('workdir', 'workdirs', 'baseline', 'out', 'output', 'data_dir', 'config.data_dir',
-              'config.init_from', 'weights', 'mean', 'folder')
+PATH_FLAGS = ('workdir', 'workdirs', 'ensemble', 'baseline', 'out', 'output', 'data_dir',
+              'config.data_dir', 'config.init_from', 'weights', 'mean', 'folder')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,7 +361,8 @@ def _reads(command: Command, stand: Stand) -> set[str]:
   paths = {_flag(command.args, 'config.init_from')}
   if command.module != 'alexnet_jax.main' and not _flag(command.args, 'from'):
     paths.add(_flag(command.args, 'workdir'))
-  paths |= set((_flag(command.args, 'workdirs') or '').split(','))
+  for name in ('workdirs', 'ensemble'):
+    paths |= set((_flag(command.args, name) or '').split(','))
   return {stand.moved(p, command.cwd) for p in paths if p}
 
 

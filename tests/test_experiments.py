@@ -31,6 +31,11 @@ def _specs():
   return [f'{n}:{a}' if a else n for n in names for a in ARGUMENTS.get(n, [''])]
 
 
+def _shapes_classes(config) -> int:
+  """The class count of a config on the embedded set: its class subset, or all 12."""
+  return len(config.input.shapes.classes or ()) or 12
+
+
 @pytest.mark.parametrize('spec', _specs())
 def test_every_experiment_loads_checks_and_builds(spec):
   """Every config in experiments/ (with each argument it takes) loads, passes check_config and
@@ -42,11 +47,25 @@ def test_every_experiment_loads_checks_and_builds(spec):
     with config.unlocked():
       config.data_dir = '/data/images'
   train.check_config(config)
-  classes = len(config.input.shapes.classes or ()) or 12
+  classes = _shapes_classes(config)
   model = model_lib.from_config(config.model, classes, image_size=config.input.crop_size)
   shapes = jax.eval_shape(model.init, jax.random.key(0),
                           jnp.zeros((1, model.image_size, model.image_size, 3)))
   assert shapes['params']['fc8']['kernel'].shape[-1] * model.towers == classes
+
+
+def test_plateau_gates_lie_below_chance():
+  """A config that keeps the rate until the net leaves chance (plateau.max_error < 1) puts the
+  gate under the chance error 1 - 1 / classes: at or above it, a net still at chance can have
+  its rate divided (a 6-class transfer run with the 12-class gate 0.85 did, three times)."""
+  gated = {}
+  for spec in _specs():
+    config = config_lib.load(spec)
+    if config.plateau.max_error < 1:
+      assert config.dataset == 'shapes', spec
+      gated[spec] = (config.plateau.max_error, 1 - 1 / _shapes_classes(config))
+  assert 'pretrain_conv6:demo' in gated and 'demo_hard' in gated
+  assert {spec: g for spec, g in gated.items() if g[0] >= g[1]} == {}
 
 
 def _placeholders(config, prefix=''):
