@@ -16,6 +16,7 @@ from alexnet_jax import errors
 from alexnet_jax import layers
 from alexnet_jax import model as model_lib
 from alexnet_jax import train
+from alexnet_jax.data import synthetic
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments')
 # Configs that take a get_config argument, with the arguments they accept.
@@ -32,8 +33,9 @@ def _specs():
 
 
 def _shapes_classes(config) -> int:
-  """The class count of a config on the embedded set: its class subset, or all 12."""
-  return len(config.input.shapes.classes or ()) or 12
+  """The class count of a config on the embedded set: its class subset, or all its difficulty's."""
+  difficulty = synthetic.DIFFICULTIES[config.input.shapes.difficulty]
+  return len(config.input.shapes.classes or ()) or difficulty.num_classes
 
 
 @pytest.mark.parametrize('spec', _specs())
